@@ -1,0 +1,176 @@
+//! A consume loop in batches with manual commit. Auto-commit is off: a caller commits
+//! a batch only after writing it, so a crash re-delivers what was not written
+//! (at-least-once); idempotent writers turn that into an exactly-once effect.
+//! Reads committed data only (isolation.level=read_committed).
+
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// One consumed record, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// Broker or producer timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The next offset to read per topic-partition: what a commit stores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Positions {
+    next: BTreeMap<(String, i32), i64>,
+}
+
+impl Positions {
+    /// Marks `record` (and everything before it in its partition) as done.
+    pub fn advance(&mut self, record: &Record) {
+        let next = self
+            .next
+            .entry((record.topic.clone(), record.partition))
+            .or_insert(0);
+        *next = (*next).max(record.offset + 1);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.next.clear();
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.next.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+    }
+}
+
+#[derive(Clone)]
+pub struct BatchConsumer {
+    inner: Arc<StreamConsumer>,
+    group_id: String,
+}
+
+impl BatchConsumer {
+    /// Joins `group_id` and subscribes to `topics`. A group without committed offsets
+    /// starts from the earliest record, so a new sink sees the whole log.
+    pub fn new(config: &KafkaConfig, group_id: &str, topics: &[&str]) -> Result<Self> {
+        let mut client = config.client_config();
+        client
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &config.librdkafka {
+            client.set(k, v);
+        }
+        let consumer: StreamConsumer = client.create().map_err(Error::Config)?;
+        consumer.subscribe(topics).map_err(Error::Config)?;
+        Ok(Self {
+            inner: Arc::new(consumer),
+            group_id: group_id.to_owned(),
+        })
+    }
+
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// Waits up to `max_wait` for records and returns at most `max_records` of them;
+    /// an empty batch when nothing arrived or `cancel` fired, so callers can flush on time.
+    pub async fn next_batch(
+        &self,
+        max_records: usize,
+        max_wait: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Record>> {
+        let deadline = Instant::now() + max_wait;
+        let mut batch = Vec::new();
+        while batch.len() < max_records {
+            let received = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                r = tokio::time::timeout_at(deadline, self.inner.recv()) => r,
+            };
+            match received {
+                Err(_elapsed) => break,
+                Ok(Err(e)) => {
+                    if batch.is_empty() {
+                        return Err(Error::Consume(e));
+                    }
+                    tracing::warn!(error = %e, "consume error after a partial batch");
+                    break;
+                }
+                Ok(Ok(m)) => batch.push(Record {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: m.timestamp().to_millis(),
+                }),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Commits, for each topic-partition in `records`, the offset after the last one.
+    /// Call only once everything in `records` (and before it) is durably written.
+    pub async fn commit(&self, records: &[Record]) -> Result<()> {
+        let mut positions = Positions::default();
+        for r in records {
+            positions.advance(r);
+        }
+        self.commit_positions(&positions).await
+    }
+
+    /// Commits `positions` (the next offset to read per topic-partition).
+    pub async fn commit_positions(&self, positions: &Positions) -> Result<()> {
+        if positions.next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &positions.next {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(Error::Commit)?;
+        }
+        let consumer = self.inner.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| Error::Admin(format!("commit task failed: {e}")))?
+            .map_err(Error::Commit)
+    }
+
+    /// Committed offsets of the partitions currently assigned to this member.
+    pub async fn committed(&self, timeout: Duration) -> Result<Vec<(String, i32, Option<i64>)>> {
+        let consumer = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let tpl = consumer.committed(timeout).map_err(Error::Consume)?;
+            Ok(tpl
+                .elements()
+                .iter()
+                .map(|e| {
+                    let offset = match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    };
+                    (e.topic().to_owned(), e.partition(), offset)
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| Error::Admin(format!("committed task failed: {e}")))?
+    }
+}

@@ -1,0 +1,31 @@
+use rdkafka::error::KafkaError;
+
+/// Errors of the Kafka plumbing. `is_retryable` tells the caller whether waiting and
+/// trying again can help (broker unreachable, timeout) or not (bad configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid Kafka client settings: {0}; check [kafka] in the configuration")]
+    Config(#[source] KafkaError),
+    #[error("Kafka did not acknowledge the write: {0}")]
+    Produce(#[source] KafkaError),
+    #[error("reading from Kafka failed: {0}")]
+    Consume(#[source] KafkaError),
+    #[error("committing consumer offsets failed: {0}")]
+    Commit(#[source] KafkaError),
+    #[error("Kafka topic administration failed: {0}")]
+    Admin(String),
+    #[error("Kafka at {brokers} is not reachable: {source}")]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+impl Error {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Error::Config(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

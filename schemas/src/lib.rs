@@ -1,0 +1,17 @@
+//! Wire contracts of labstream: the Avro schemas in `schemas/avro/` (the source of
+//! truth), one Rust type per record, the single-object codec that makes every message
+//! name its writer schema, the topic catalog and the sensor-type registry model.
+
+mod codec;
+mod error;
+mod ids;
+mod registry;
+mod sample;
+mod topics;
+
+pub use codec::{AvroRecord, Codec, SchemaVersion, fingerprint_of};
+pub use error::{Error, Result};
+pub use ids::{SensorId, SensorType};
+pub use registry::{FieldSpec, FieldType, Registry, SensorTypeSpec};
+pub use sample::{FieldValue, Sample, Timestamp};
+pub use topics::Topics;

@@ -1,0 +1,16 @@
+//! The Parquet lake sink. Layout:
+//! `<lake>/samples/<sensor_type>/date=YYYY-MM-DD/experiment=<id|none>/part-<topic>-p<partition>-<first>-<last>.parquet`.
+//! A file is named by the topic-partition and offset range it holds, written under a
+//! temporary name, synced and renamed; offsets are committed only after that. On start
+//! the writer reads the highest offset already in each directory and skips records at
+//! or below it, so re-delivered records are never written twice.
+
+mod batch;
+mod layout;
+mod sink;
+mod writer;
+
+pub use batch::{arrow_schema, to_record_batch};
+pub use layout::{PartFile, SAMPLES_DIR};
+pub use sink::{LakeSink, LakeSinkConfig};
+pub use writer::{Added, LakeWriter};

@@ -1,0 +1,177 @@
+//! The consume loop of the lake sink: decode, buffer, flush by rows, bytes or time,
+//! then commit. Nothing is committed that is not in a renamed, synced file.
+
+use crate::backoff::Backoff;
+use crate::dlq::DeadLetters;
+use crate::error::{Error, Result};
+use crate::lake::writer::{Added, LakeWriter};
+use labstream_bus::{BatchConsumer, Positions};
+use labstream_schemas::{Codec, Registry, Sample};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// `[sinks.lake]` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeSinkConfig {
+    /// Run this sink inside `labstream serve`.
+    pub enabled: bool,
+    /// Kafka consumer group.
+    pub group_id: String,
+    /// Flush once this many rows are buffered (over all open files).
+    pub flush_rows: usize,
+    /// Flush once the buffered samples take about this many bytes.
+    pub flush_bytes: usize,
+    /// Flush at least this often while data is buffered: the most a query lags ingest.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Longest pause between retries while the lake cannot be written.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for LakeSinkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            group_id: "labstream-sink-lake".into(),
+            flush_rows: 200_000,
+            flush_bytes: 64 * 1024 * 1024,
+            flush_interval: Duration::from_secs(5),
+            retry_backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct LakeSink {
+    consumer: BatchConsumer,
+    codec: Codec,
+    dead_letters: DeadLetters,
+    config: LakeSinkConfig,
+    writer: Option<LakeWriter>,
+}
+
+impl LakeSink {
+    pub fn new(
+        consumer: BatchConsumer,
+        lake_path: PathBuf,
+        registry: Arc<Registry>,
+        codec: Codec,
+        dead_letters: DeadLetters,
+        config: LakeSinkConfig,
+    ) -> Result<Self> {
+        let writer = LakeWriter::open(&lake_path, registry)?;
+        Ok(Self {
+            consumer,
+            codec,
+            dead_letters,
+            config,
+            writer: Some(writer),
+        })
+    }
+
+    /// Runs until `cancel`; what is buffered then is flushed and committed first.
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
+        tracing::info!(group = self.consumer.group_id(), "lake sink started");
+        let mut positions = Positions::default();
+        let mut last_flush = Instant::now();
+        let mut backoff = Backoff::new(self.config.retry_backoff_max);
+        let poll = self.config.flush_interval.min(Duration::from_millis(500));
+        loop {
+            let stopping = cancel.is_cancelled();
+            if !stopping {
+                match self.consumer.next_batch(10_000, poll, &cancel).await {
+                    Ok(batch) => {
+                        for record in &batch {
+                            let decoded = match record.payload.as_deref() {
+                                None => Err("the record has no value".to_owned()),
+                                Some(b) => {
+                                    self.codec.decode::<Sample>(b).map_err(|e| e.to_string())
+                                }
+                            };
+                            let outcome = match decoded {
+                                Ok(sample) => self.writer_mut().add(record, sample),
+                                Err(reason) => Added::Rejected(reason),
+                            };
+                            if let Added::Rejected(reason) = outcome {
+                                // Kept in the DLQ before its offset can be committed.
+                                while let Err(e) = self.dead_letters.send(record, &reason).await {
+                                    tracing::warn!(error = %e, "lake sink: dead-letter write failed; retrying");
+                                    if !backoff.wait(&cancel).await {
+                                        return Ok(());
+                                    }
+                                }
+                            }
+                            positions.advance(record);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lake sink: consume failed; retrying");
+                        backoff.wait(&cancel).await;
+                        continue;
+                    }
+                }
+            }
+            let (flush_rows, flush_bytes) = (self.config.flush_rows, self.config.flush_bytes);
+            let writer = self.writer_mut();
+            let due = writer.buffered_rows() >= flush_rows
+                || writer.buffered_bytes() >= flush_bytes
+                || last_flush.elapsed() >= self.config.flush_interval
+                || stopping;
+            if due && !positions.is_empty() {
+                loop {
+                    match self.flush().await {
+                        Ok(()) => break,
+                        Err(e) if e.is_retryable() && !cancel.is_cancelled() => {
+                            tracing::warn!(error = %e, "lake sink: flush failed; retrying");
+                            backoff.wait(&cancel).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                backoff.reset();
+                if let Err(e) = self.consumer.commit_positions(&positions).await {
+                    tracing::warn!(error = %e, "lake sink: commit failed; the files already hold the records");
+                }
+                positions.clear();
+                last_flush = Instant::now();
+            } else if due {
+                last_flush = Instant::now();
+            }
+            if stopping {
+                break;
+            }
+        }
+        tracing::info!("lake sink stopped");
+        Ok(())
+    }
+
+    fn writer_mut(&mut self) -> &mut LakeWriter {
+        self.writer
+            .as_mut()
+            .expect("writer is present between flushes")
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let mut writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::Internal("writer missing".into()))?;
+        let (writer, result) = tokio::task::spawn_blocking(move || {
+            let r = writer.flush();
+            (writer, r)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
+        self.writer = Some(writer);
+        let files = result?;
+        if !files.is_empty() {
+            tracing::debug!(files = files.len(), "lake sink wrote files");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! Buffers decoded samples per lake directory and topic-partition and writes each
+//! buffer as one Parquet file: temporary name, fsync, rename, fsync of the directory.
+
+use crate::error::{Error, Result};
+use crate::lake::batch::to_record_batch;
+use crate::lake::layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR, table_dir};
+use chrono::NaiveDate;
+use labstream_bus::Record;
+use labstream_schemas::{Registry, Sample};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What `LakeWriter::add` did with a record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    Buffered,
+    /// A file of an earlier run already holds this record (re-delivery or replay).
+    AlreadyInLake,
+    /// The record cannot be placed: the reason, for the dead-letter queue.
+    Rejected(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct DirKey {
+    sensor_type: String,
+    date: NaiveDate,
+    experiment: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct BufferKey {
+    dir: DirKey,
+    topic: String,
+    partition: i32,
+}
+
+struct Buffer {
+    first_offset: i64,
+    last_offset: i64,
+    samples: Vec<Sample>,
+}
+
+pub struct LakeWriter {
+    root: PathBuf,
+    registry: Arc<Registry>,
+    buffers: BTreeMap<BufferKey, Buffer>,
+    /// Highest offset already in a file, per directory and topic-partition.
+    high_water: HashMap<(PathBuf, String, i32), i64>,
+    rows: usize,
+    bytes: usize,
+    max_row_group_rows: usize,
+}
+
+impl LakeWriter {
+    /// Opens the lake at `root`: removes temporary files of an interrupted write and
+    /// reads the offset ranges of the files already there.
+    pub fn open(root: &Path, registry: Arc<Registry>) -> Result<Self> {
+        let samples = root.join(SAMPLES_DIR);
+        std::fs::create_dir_all(&samples).map_err(|e| io(&samples, e))?;
+        let mut high_water = HashMap::new();
+        let mut stack = vec![samples];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+                let entry = entry.map_err(|e| io(&dir, e))?;
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type().map_err(|e| io(&path, e))?.is_dir() {
+                    stack.push(path);
+                } else if name.ends_with(".tmp") {
+                    tracing::info!(path = %path.display(), "removing a file of an interrupted write");
+                    std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+                } else if let Some(part) = PartFile::parse(&name) {
+                    let e = high_water
+                        .entry((dir.clone(), part.topic, part.partition))
+                        .or_insert(i64::MIN);
+                    *e = (*e).max(part.last_offset);
+                }
+            }
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            registry,
+            buffers: BTreeMap::new(),
+            high_water,
+            rows: 0,
+            bytes: 0,
+            max_row_group_rows: 128 * 1024,
+        })
+    }
+
+    pub fn buffered_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// A rough estimate of the memory the buffered samples take.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn add(&mut self, record: &Record, sample: Sample) -> Added {
+        if self.registry.get(sample.sensor_type.as_str()).is_none() {
+            return Added::Rejected(format!(
+                "sensor_type {:?} is not in the registry of the lake sink",
+                sample.sensor_type.as_str()
+            ));
+        }
+        let Some(date) = sample.ts.to_datetime().map(|dt| dt.date_naive()) else {
+            return Added::Rejected(format!("ts {} is out of range", sample.ts.as_micros()));
+        };
+        let dir = DirKey {
+            sensor_type: sample.sensor_type.as_str().to_owned(),
+            date,
+            experiment: NO_EXPERIMENT.to_owned(),
+        };
+        let path = self.dir_path(&dir);
+        if let Some(&hw) = self
+            .high_water
+            .get(&(path, record.topic.clone(), record.partition))
+            && record.offset <= hw
+        {
+            return Added::AlreadyInLake;
+        }
+        self.bytes += estimate_bytes(&sample);
+        self.rows += 1;
+        let key = BufferKey {
+            dir,
+            topic: record.topic.clone(),
+            partition: record.partition,
+        };
+        let buffer = self.buffers.entry(key).or_insert_with(|| Buffer {
+            first_offset: record.offset,
+            last_offset: record.offset,
+            samples: Vec::new(),
+        });
+        buffer.first_offset = buffer.first_offset.min(record.offset);
+        buffer.last_offset = buffer.last_offset.max(record.offset);
+        buffer.samples.push(sample);
+        Added::Buffered
+    }
+
+    fn dir_path(&self, dir: &DirKey) -> PathBuf {
+        table_dir(&self.root, &dir.sensor_type, dir.date, &dir.experiment)
+    }
+
+    /// Writes every buffer as one file. On error the buffers not yet written stay, and
+    /// a later call retries them; written ones are never written again.
+    pub fn flush(&mut self) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        while let Some((key, mut buffer)) = self.buffers.pop_first() {
+            let dir = self.dir_path(&key.dir);
+            let part = PartFile {
+                topic: key.topic.clone(),
+                partition: key.partition,
+                first_offset: buffer.first_offset,
+                last_offset: buffer.last_offset,
+            };
+            let spec = self
+                .registry
+                .get(&key.dir.sensor_type)
+                .ok_or_else(|| Error::Internal("sensor type vanished from the registry".into()))?;
+            let result = to_record_batch(spec, &mut buffer.samples).and_then(|batch| {
+                write_file(&dir, &part.file_name(), &batch, self.max_row_group_rows)
+            });
+            match result {
+                Ok(path) => {
+                    self.rows -= buffer.samples.len();
+                    self.bytes -= buffer.samples.iter().map(estimate_bytes).sum::<usize>();
+                    self.high_water
+                        .insert((dir, key.topic, key.partition), buffer.last_offset);
+                    written.push(path);
+                }
+                Err(e) => {
+                    self.buffers.insert(key, buffer);
+                    return Err(e);
+                }
+            }
+        }
+        self.rows = 0;
+        self.bytes = 0;
+        Ok(written)
+    }
+}
+
+fn estimate_bytes(s: &Sample) -> usize {
+    64 + s.sensor_id.as_str().len()
+        + s.values.keys().map(|k| k.len() + 24).sum::<usize>()
+        + s.tags
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum::<usize>()
+}
+
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::LakeIo {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn write_file(
+    dir: &Path,
+    name: &str,
+    batch: &arrow::record_batch::RecordBatch,
+    max_row_group_rows: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let final_path = dir.join(name);
+    let tmp_path = dir.join(format!(".{name}.tmp"));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(max_row_group_rows))
+        .set_sorting_columns(Some(vec![
+            SortingColumn {
+                column_idx: 0,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: 1,
+                descending: false,
+                nulls_first: false,
+            },
+        ]))
+        .set_created_by(format!("labstream {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let file = File::create(&tmp_path).map_err(|e| io(&tmp_path, e))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
+        .map_err(|e| Error::Parquet(e.to_string()))?;
+    writer
+        .write(batch)
+        .map_err(|e| Error::Parquet(e.to_string()))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::Parquet(e.to_string()))?;
+    file.sync_all().map_err(|e| io(&tmp_path, e))?;
+    drop(file);
+    std::fs::rename(&tmp_path, &final_path).map_err(|e| io(&final_path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))?;
+    Ok(final_path)
+}

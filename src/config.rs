@@ -1,0 +1,287 @@
+//! Settings, layered: built-in defaults -> the `--config` TOML file -> `LABSTREAM__*`
+//! environment variables (`LABSTREAM__SECTION__KEY`, e.g. `LABSTREAM__HTTP__LISTEN`).
+//! Every setting is documented in `infra/labstream.example.toml`.
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use labstream_bus::KafkaConfig;
+use labstream_ingest::IngestConfig;
+use labstream_schemas::Registry;
+use labstream_sinks::lake::LakeSinkConfig;
+use labstream_sinks::mongo::MongoSinkConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Settings {
+    pub(crate) http: HttpSettings,
+    pub(crate) kafka: KafkaConfig,
+    pub(crate) mongo: MongoSettings,
+    pub(crate) lake: LakeSettings,
+    pub(crate) registry: RegistrySettings,
+    pub(crate) ingest: IngestConfig,
+    pub(crate) sinks: SinksSettings,
+    pub(crate) log: LogSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HttpSettings {
+    /// Address the HTTP server (ingest and API) listens on.
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MongoSettings {
+    /// MongoDB connection string.
+    pub(crate) uri: String,
+    /// Database holding the `samples_<type>` collections.
+    pub(crate) database: String,
+}
+
+impl Default for MongoSettings {
+    fn default() -> Self {
+        Self {
+            uri: "mongodb://127.0.0.1:27017/?directConnection=true".into(),
+            database: "labstream".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LakeSettings {
+    /// Root folder of the Parquet lake.
+    pub(crate) path: PathBuf,
+}
+
+impl Default for LakeSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data/lake"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RegistrySettings {
+    /// Sensor-type registry file (`*.sensors.json`); the built-in lab registry when unset.
+    pub(crate) path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SinksSettings {
+    pub(crate) mongo: MongoSinkConfig,
+    pub(crate) lake: LakeSinkConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogSettings {
+    /// tracing filter, e.g. `info` or `labstream=debug,rdkafka=warn`; `RUST_LOG` wins.
+    pub(crate) filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Where each layer came from, for `config check`.
+pub(crate) struct Loaded {
+    pub(crate) settings: Settings,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) env_keys: Vec<String>,
+}
+
+pub(crate) fn load(config_file: Option<&Path>) -> anyhow::Result<Loaded> {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = config_file {
+        if !path.is_file() {
+            bail!("config file {} does not exist", path.display());
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed("LABSTREAM__").split("__"));
+    let settings: Settings = figment
+        .extract()
+        .map_err(|e| anyhow::anyhow!(describe(e)))
+        .context("invalid settings")?;
+    let env_keys = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("LABSTREAM__"))
+        .collect();
+    validate(&settings)?;
+    Ok(Loaded {
+        settings,
+        file: config_file.map(Path::to_owned),
+        env_keys,
+    })
+}
+
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn validate(s: &Settings) -> anyhow::Result<()> {
+    if s.kafka.samples_partitions < 1 {
+        bail!("kafka.samples_partitions must be at least 1");
+    }
+    if s.kafka.replication_factor < 1 {
+        bail!("kafka.replication_factor must be at least 1");
+    }
+    if s.kafka.brokers.trim().is_empty() {
+        bail!("kafka.brokers must name at least one broker");
+    }
+    if s.sinks.lake.flush_rows == 0 || s.sinks.mongo.batch_max_records == 0 {
+        bail!("sinks.lake.flush_rows and sinks.mongo.batch_max_records must be at least 1");
+    }
+    Ok(())
+}
+
+impl Settings {
+    pub(crate) fn registry(&self) -> anyhow::Result<Registry> {
+        match &self.registry.path {
+            None => Ok(Registry::default_lab()),
+            Some(p) => Registry::load(p).context("loading the sensor-type registry"),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "labstream.toml",
+                r#"
+                [http]
+                listen = "127.0.0.1:9000"
+                [kafka]
+                samples_partitions = 3
+                produce_timeout = "3s"
+                "#,
+            )?;
+            jail.set_env("LABSTREAM__HTTP__LISTEN", "127.0.0.1:9100");
+            jail.set_env("LABSTREAM__LAKE__PATH", "/tmp/lake");
+            let loaded = load(Some(Path::new("labstream.toml"))).unwrap();
+            let s = loaded.settings;
+            assert_eq!(s.http.listen.to_string(), "127.0.0.1:9100");
+            assert_eq!(s.kafka.samples_partitions, 3);
+            assert_eq!(s.kafka.produce_timeout, std::time::Duration::from_secs(3));
+            assert_eq!(s.lake.path, PathBuf::from("/tmp/lake"));
+            assert_eq!(
+                s.mongo.uri,
+                "mongodb://127.0.0.1:27017/?directConnection=true"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LABSTREAM__KAFKA__BROKRES", "x");
+            let err = format!("{:#}", load(None).err().unwrap());
+            assert!(err.contains("brokres"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LABSTREAM__HTTP__LISTEN", "not-an-address");
+            let err = format!("{:#}", load(None).err().unwrap());
+            assert!(err.contains("http.listen"), "{err}");
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../infra/labstream.example.toml");
+
+    fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(inner) if !inner.is_empty() => keys(v, &key, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_file_documents_every_setting_with_its_default() {
+        let parsed: Settings = toml::from_str(EXAMPLE).expect("the example file parses");
+        assert_eq!(
+            parsed,
+            Settings::default(),
+            "the example must show the defaults"
+        );
+        let mut all = Vec::new();
+        keys(
+            &toml::Value::try_from(Settings::default()).unwrap(),
+            "",
+            &mut all,
+        );
+        all.push("registry.path".into());
+        for key in all {
+            if EXAMPLE.contains(&format!("[{key}]")) {
+                continue; // a table of free-form keys, like [kafka.librdkafka]
+            }
+            let leaf = key.rsplit('.').next().unwrap();
+            let section = key.rsplit_once('.').map_or("", |(s, _)| s);
+            assert!(
+                EXAMPLE.contains(&format!("[{section}]")),
+                "section [{section}] is missing from infra/labstream.example.toml"
+            );
+            assert!(
+                EXAMPLE.contains(&format!("{leaf} = ")),
+                "setting {key} is missing from infra/labstream.example.toml"
+            );
+        }
+    }
+}

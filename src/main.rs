@@ -1,0 +1,147 @@
+//! The `labstream` binary: one subcommand per role or tool. It reads settings, builds
+//! clients and hands them to the component crates.
+
+mod config;
+mod query_cli;
+mod serve;
+mod simulate;
+mod telemetry;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "labstream",
+    version,
+    about = "Event-sourced sensor pipeline: HTTP ingest -> Kafka -> MongoDB and a Parquet lake queried with SQL",
+    after_help = "Settings: built-in defaults, then --config FILE, then LABSTREAM__SECTION__KEY environment variables.\nSee infra/labstream.example.toml for every setting."
+)]
+struct Cli {
+    /// TOML settings file (see infra/labstream.example.toml).
+    #[arg(long, short = 'c', global = true, env = "LABSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process: ingest, API and both sinks.
+    Serve,
+    /// Run only HTTP ingest (POST /v1/samples).
+    Ingest,
+    /// Run only the query API (POST /v1/query).
+    Api,
+    /// Run one sink worker; start several to share the partitions.
+    Sink {
+        #[arg(value_enum)]
+        which: SinkKind,
+    },
+    /// Run SQL over the lake and print the result.
+    Query(query_cli::QueryArgs),
+    /// Post a simulated sensor feed (every sensor type of the registry) to ingest.
+    Simulate(simulate::SimulateArgs),
+    /// Inspect settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SinkKind {
+    /// Raw samples into MongoDB, one collection per sensor type.
+    Mongo,
+    /// Samples into the Parquet lake.
+    Lake,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings in force (TOML) and where they came from; fail on invalid ones.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let loaded = config::load(cli.config.as_deref())?;
+    let settings = loaded.settings.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("labstream")
+        .build()?;
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            settings.registry()?;
+            match &loaded.file {
+                Some(f) => println!("# settings file: {}", f.display()),
+                None => println!("# settings file: none (built-in defaults)"),
+            }
+            if loaded.env_keys.is_empty() {
+                println!("# environment overrides: none");
+            } else {
+                println!("# environment overrides: {}", loaded.env_keys.join(", "));
+            }
+            print!("{}", toml::to_string_pretty(&settings)?);
+            println!("# settings are valid");
+            Ok(())
+        }
+        Command::Query(args) => {
+            telemetry::init("warn");
+            runtime.block_on(query_cli::run(&settings, args))
+        }
+        Command::Simulate(args) => {
+            telemetry::init(&settings.log.filter);
+            runtime.block_on(simulate::run(&settings, args))
+        }
+        Command::Serve => {
+            telemetry::init(&settings.log.filter);
+            let roles = serve::Roles::all(&settings);
+            runtime.block_on(serve::run(settings, roles))
+        }
+        Command::Ingest => {
+            telemetry::init(&settings.log.filter);
+            let roles = serve::Roles {
+                ingest: true,
+                ..Default::default()
+            };
+            runtime.block_on(serve::run(settings, roles))
+        }
+        Command::Api => {
+            telemetry::init(&settings.log.filter);
+            let roles = serve::Roles {
+                api: true,
+                ..Default::default()
+            };
+            runtime.block_on(serve::run(settings, roles))
+        }
+        Command::Sink { which } => {
+            telemetry::init(&settings.log.filter);
+            let roles = match which {
+                SinkKind::Mongo => serve::Roles {
+                    mongo_sink: true,
+                    ..Default::default()
+                },
+                SinkKind::Lake => serve::Roles {
+                    lake_sink: true,
+                    ..Default::default()
+                },
+            };
+            runtime.block_on(serve::run(settings, roles))
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Wiring: builds the clients from settings, hands them to the components, runs the
+//! chosen roles until SIGINT/SIGTERM, then stops them in order (HTTP first, then sinks
+//! finish their batch and commit).
+
+use crate::config::Settings;
+use anyhow::Context;
+use axum::Router;
+use labstream_api::{ApiState, QueryEngine};
+use labstream_bus::{BatchConsumer, Producer, TopicSpec};
+use labstream_ingest::IngestState;
+use labstream_schemas::{Codec, Topics};
+use labstream_sinks::DeadLetters;
+use labstream_sinks::lake::LakeSink;
+use labstream_sinks::mongo::MongoSink;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+/// Which parts of labstream this process runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Roles {
+    pub(crate) ingest: bool,
+    pub(crate) api: bool,
+    pub(crate) mongo_sink: bool,
+    pub(crate) lake_sink: bool,
+}
+
+impl Roles {
+    pub(crate) fn all(settings: &Settings) -> Self {
+        Self {
+            ingest: true,
+            api: true,
+            mongo_sink: settings.sinks.mongo.enabled,
+            lake_sink: settings.sinks.lake.enabled,
+        }
+    }
+}
+
+pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> {
+    let registry = Arc::new(settings.registry()?);
+    let codec = Codec::new();
+    let topics = Topics::new(&settings.kafka.topic_prefix);
+    let kafka = &settings.kafka;
+
+    labstream_bus::probe(kafka, Duration::from_secs(15))
+        .await
+        .with_context(|| {
+            format!(
+                "Kafka at {} is not reachable; start it (infra/local/stack up) or set LABSTREAM__KAFKA__BROKERS",
+                kafka.brokers
+            )
+        })?;
+    labstream_bus::ensure_topics(
+        kafka,
+        &[
+            TopicSpec::new(topics.samples_raw(), kafka.samples_partitions),
+            TopicSpec::new(topics.samples_dlq(), 1),
+        ],
+    )
+    .await
+    .context("creating the topics")?;
+    let producer = Producer::new(kafka)?;
+
+    let cancel = CancellationToken::new();
+    let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
+
+    if roles.mongo_sink {
+        let client = mongodb::Client::with_uri_str(&settings.mongo.uri)
+            .await
+            .with_context(|| format!("invalid mongo.uri {:?}", settings.mongo.uri))?;
+        let db = client.database(&settings.mongo.database);
+        let consumer = BatchConsumer::new(
+            kafka,
+            &settings.sinks.mongo.group_id,
+            &[&topics.samples_raw()],
+        )?;
+        let sink = MongoSink::new(
+            consumer,
+            db,
+            codec.clone(),
+            DeadLetters::new(producer.clone(), topics.samples_dlq(), "mongo"),
+            settings.sinks.mongo.clone(),
+        );
+        let c = cancel.clone();
+        tasks.push((
+            "sink-mongo",
+            tokio::spawn(async move { Ok(sink.run(c).await?) }),
+        ));
+    }
+    if roles.lake_sink {
+        let consumer = BatchConsumer::new(
+            kafka,
+            &settings.sinks.lake.group_id,
+            &[&topics.samples_raw()],
+        )?;
+        let sink = LakeSink::new(
+            consumer,
+            settings.lake.path.clone(),
+            registry.clone(),
+            codec.clone(),
+            DeadLetters::new(producer.clone(), topics.samples_dlq(), "lake"),
+            settings.sinks.lake.clone(),
+        )
+        .with_context(|| format!("opening the lake at {}", settings.lake.path.display()))?;
+        let c = cancel.clone();
+        tasks.push((
+            "sink-lake",
+            tokio::spawn(async move { Ok(sink.run(c).await?) }),
+        ));
+    }
+    if roles.ingest || roles.api {
+        let mut app = Router::new().route("/healthz", axum::routing::get(healthz));
+        if roles.ingest {
+            app = app.merge(labstream_ingest::router(IngestState {
+                producer: producer.clone(),
+                topic: topics.samples_raw(),
+                registry: registry.clone(),
+                codec: codec.clone(),
+                config: settings.ingest.clone(),
+            }));
+        }
+        if roles.api {
+            app = app.merge(labstream_api::router(ApiState {
+                engine: QueryEngine::new(settings.lake.path.clone()),
+            }));
+        }
+        let app = app.layer(TraceLayer::new_for_http());
+        let listener = tokio::net::TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+        tracing::info!(listen = %settings.http.listen, ingest = roles.ingest, api = roles.api, "HTTP server listening");
+        let c = cancel.clone();
+        tasks.push((
+            "http",
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(c.cancelled_owned())
+                    .await
+                    .context("HTTP server failed")
+            }),
+        ));
+    }
+    tracing::info!(
+        roles = ?roles,
+        lake = %settings.lake.path.display(),
+        topic_prefix = %kafka.topic_prefix,
+        "labstream running"
+    );
+
+    // Run until a signal, or until a component stops on its own (which is a failure).
+    let mut first_error = None;
+    let watch = futures::future::select_all(tasks.iter_mut().map(|(_, h)| h));
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutdown requested"),
+        (result, index, _) = watch => {
+            let outcome = match result {
+                Ok(Ok(())) => anyhow::anyhow!("stopped unexpectedly"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("panicked: {e}"),
+            };
+            let name = tasks[index].0;
+            tracing::error!(task = name, error = %format!("{outcome:#}"), "a component stopped; shutting down");
+            first_error = Some(outcome.context(format!("{name} stopped")));
+            tasks.remove(index);
+        }
+    }
+    cancel.cancel();
+    for (name, handle) in tasks {
+        match handle.await {
+            Ok(Ok(())) => tracing::info!(task = name, "stopped"),
+            Ok(Err(e)) => {
+                tracing::error!(task = name, error = %format!("{e:#}"), "stopped with an error")
+            }
+            Err(e) => tracing::error!(task = name, error = %e, "panicked"),
+        }
+    }
+    if let Err(e) = producer.flush(Duration::from_secs(10)) {
+        tracing::warn!(error = %e, "producer flush at shutdown");
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

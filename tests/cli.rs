@@ -1,0 +1,78 @@
+//! The binary's command line: every subcommand answers `--help`, and settings layer
+//! and validate as documented.
+
+use std::process::Command;
+
+fn labstream(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+        .args(args)
+        .env_remove("LABSTREAM_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["ingest", "--help"],
+        vec!["api", "--help"],
+        vec!["sink", "--help"],
+        vec!["query", "--help"],
+        vec!["simulate", "--help"],
+        vec!["config", "--help"],
+        vec!["config", "check", "--help"],
+    ] {
+        let (ok, stdout, stderr) = labstream(&args);
+        assert!(ok, "{args:?}: {stderr}");
+        assert!(stdout.contains("Usage: labstream"), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_layered_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labstream.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\nsamples_partitions = 12\n[http]\nlisten = \"127.0.0.1:9000\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .env("LABSTREAM__HTTP__LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("samples_partitions = 12"), "{stdout}");
+    assert!(stdout.contains("listen = \"127.0.0.1:9999\""), "{stdout}");
+    assert!(stdout.contains("LABSTREAM__HTTP__LISTEN"), "{stdout}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+        .args(["config", "check"])
+        .env("LABSTREAM__KAFKA__SAMPLES_PARTITIONS", "zero")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("kafka.samples_partitions"), "{stderr}");
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let (ok, _, stderr) =
+        labstream(&["--config", "/nonexistent/labstream.toml", "config", "check"]);
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/labstream.toml"), "{stderr}");
+}

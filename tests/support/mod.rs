@@ -1,0 +1,277 @@
+//! `TestStack`: runs the real `labstream` binary against the local stack's Kafka and
+//! MongoDB-wire server, isolated by a unique topic prefix, consumer groups, database
+//! and lake folder, so tests can run in parallel and leave nothing shared behind.
+
+#![allow(dead_code, unreachable_pub)]
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn brokers() -> String {
+    std::env::var("LABSTREAM__KAFKA__BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn mongo_uri() -> String {
+    std::env::var("LABSTREAM__MONGO__URI")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into())
+}
+
+pub struct TestStack {
+    pub id: String,
+    pub url: String,
+    pub lake: PathBuf,
+    pub prefix: String,
+    pub database: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl TestStack {
+    /// Starts `labstream serve` and waits until `/healthz` answers.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        let port = free_port();
+        let prefix = format!("t{id}.");
+        let database = format!("t{id}");
+        let mut env = vec![
+            (
+                "LABSTREAM__HTTP__LISTEN".to_owned(),
+                format!("127.0.0.1:{port}"),
+            ),
+            ("LABSTREAM__KAFKA__BROKERS".to_owned(), brokers()),
+            ("LABSTREAM__KAFKA__TOPIC_PREFIX".to_owned(), prefix.clone()),
+            (
+                "LABSTREAM__KAFKA__SAMPLES_PARTITIONS".to_owned(),
+                "3".to_owned(),
+            ),
+            ("LABSTREAM__MONGO__URI".to_owned(), mongo_uri()),
+            ("LABSTREAM__MONGO__DATABASE".to_owned(), database.clone()),
+            (
+                "LABSTREAM__LAKE__PATH".to_owned(),
+                lake.display().to_string(),
+            ),
+            (
+                "LABSTREAM__SINKS__MONGO__GROUP_ID".to_owned(),
+                format!("t{id}-mongo"),
+            ),
+            (
+                "LABSTREAM__SINKS__LAKE__GROUP_ID".to_owned(),
+                format!("t{id}-lake"),
+            ),
+            (
+                "LABSTREAM__SINKS__LAKE__FLUSH_INTERVAL".to_owned(),
+                "500ms".to_owned(),
+            ),
+            (
+                "LABSTREAM__LOG__FILTER".to_owned(),
+                "info,labstream=debug".to_owned(),
+            ),
+        ];
+        for (k, v) in extra_env {
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let log = dir.path().join("labstream.log");
+        let mut stack = TestStack {
+            id,
+            url: format!("http://127.0.0.1:{port}"),
+            lake,
+            prefix,
+            database,
+            dir,
+            child: None,
+            log,
+            env,
+        };
+        stack.spawn().await;
+        stack
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_labstream"))
+            .arg("serve")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawning labstream");
+        self.child = Some(child);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "labstream exited with {status} before it was healthy:\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "labstream was not healthy within 60 s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
+    /// Stops the binary with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("response to {path} is not JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    pub async fn query(&self, sql: &str) -> (u16, serde_json::Value) {
+        self.post(
+            "/v1/query",
+            "application/json",
+            serde_json::json!({ "sql": sql }).to_string(),
+        )
+        .await
+    }
+
+    /// Polls `sql` until it returns `rows` rows (the sinks flush asynchronously).
+    pub async fn query_until_rows(&self, sql: &str, rows: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            let (status, body) = self.query(sql).await;
+            if status == 200 && body.as_array().map(Vec::len) == Some(rows) {
+                return body.as_array().unwrap().clone();
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!(
+            "query {sql:?} did not return {rows} rows within 60 s; last answer: {last}\n{}",
+            self.logs()
+        );
+    }
+
+    pub async fn mongo(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(mongo_uri())
+            .await
+            .unwrap()
+            .database(&self.database)
+    }
+
+    /// Number of records in `topic` (sum of the high watermarks of its partitions).
+    pub fn topic_records(&self, topic: &str) -> i64 {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions().len();
+        assert!(partitions > 0, "topic {topic} does not exist");
+        (0..partitions as i32)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap();
+                high - low
+            })
+            .sum()
+    }
+
+    pub fn lake_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.lake, &mut out);
+        out
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
