@@ -188,6 +188,7 @@ mod tests {
     #[test]
     fn file_overrides_defaults_and_env_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.create_file(
                 "labstream.toml",
                 r#"
@@ -217,12 +218,14 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("LABSTREAM__KAFKA__BROKRES", "x");
             let err = format!("{:#}", load(None).err().unwrap());
             assert!(err.contains("brokres"), "{err}");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("LABSTREAM__HTTP__LISTEN", "not-an-address");
             let err = format!("{:#}", load(None).err().unwrap());
             assert!(err.contains("http.listen"), "{err}");

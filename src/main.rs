@@ -6,6 +6,7 @@ mod query_cli;
 mod serve;
 mod simulate;
 mod telemetry;
+mod token;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     Query(query_cli::QueryArgs),
     /// Post a simulated sensor feed (every sensor type of the registry) to ingest.
     Simulate(simulate::SimulateArgs),
+    /// Make signing keys, mint JWTs for sensors and users, inspect a token.
+    Token(token::TokenArgs),
     /// Inspect settings.
     Config {
         #[command(subcommand)]
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("# settings are valid");
             Ok(())
         }
+        Command::Token(args) => token::run(args),
         Command::Query(args) => {
             telemetry::init("warn");
             runtime.block_on(query_cli::run(&settings, args))

@@ -63,6 +63,10 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
     .context("creating the topics")?;
     let producer = Producer::new(kafka)?;
 
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let ingest_metrics = labstream_ingest::IngestMetrics::register(&mut metrics_registry);
+    let metrics_registry = Arc::new(metrics_registry);
+
     let cancel = CancellationToken::new();
     let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
 
@@ -111,7 +115,13 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         ));
     }
     if roles.ingest || roles.api {
-        let mut app = Router::new().route("/healthz", axum::routing::get(healthz));
+        let registry_for_metrics = metrics_registry.clone();
+        let mut app = Router::new()
+            .route("/healthz", axum::routing::get(healthz))
+            .route(
+                "/metrics",
+                axum::routing::get(move || metrics(registry_for_metrics.clone())),
+            );
         if roles.ingest {
             app = app.merge(labstream_ingest::router(IngestState {
                 producer: producer.clone(),
@@ -119,6 +129,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
                 registry: registry.clone(),
                 codec: codec.clone(),
                 config: settings.ingest.clone(),
+                metrics: ingest_metrics.clone(),
             }));
         }
         if roles.api {
@@ -187,6 +198,27 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
 
 async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(
+    registry: Arc<prometheus_client::registry::Registry>,
+) -> impl axum::response::IntoResponse {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &registry) {
+        Ok(()) => (
+            axum::http::StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        ),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+            format!("encoding metrics failed: {e}"),
+        ),
+    }
 }
 
 async fn shutdown_signal() {

@@ -271,7 +271,7 @@ async fn bad_input_gets_a_clear_error_and_is_written_nowhere() {
     assert_eq!(status, 422);
     assert_eq!(
         body["rejected"],
-        json!([{"index": 1, "reason": "field \"open\" must be a boolean, got a string"}])
+        json!([{"index": 1, "code": "wrong_type", "reason": "field \"open\" must be a boolean, got a string"}])
     );
 
     let (status, body) = stack.post("/v1/samples", "text/plain", "door-3 open").await;

@@ -3,9 +3,15 @@
 //! request was acknowledged by Kafka; any other answer means the sender must retry.
 
 mod error;
-mod parse;
+mod json;
+mod line_protocol;
+mod metrics;
 mod routes;
+mod validate;
 
 pub use error::{Error, Rejection, Result};
-pub use parse::{Precision, parse_json_samples};
+pub use json::parse_json;
+pub use line_protocol::parse_line_protocol;
+pub use metrics::IngestMetrics;
 pub use routes::{IngestConfig, IngestState, router};
+pub use validate::{Invalid, Parsed, Precision, RawValue, RejectKind, Validator};

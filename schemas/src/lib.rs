@@ -2,6 +2,7 @@
 //! truth), one Rust type per record, the single-object codec that makes every message
 //! name its writer schema, the topic catalog and the sensor-type registry model.
 
+pub mod auth;
 mod codec;
 mod error;
 mod ids;

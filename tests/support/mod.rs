@@ -21,6 +21,8 @@ pub fn mongo_uri() -> String {
 
 pub struct TestStack {
     pub id: String,
+    /// The Kafka this instance uses (the local stack's unless overridden).
+    pub brokers: String,
     pub url: String,
     pub lake: PathBuf,
     pub prefix: String,
@@ -77,13 +79,22 @@ impl TestStack {
                 "LABSTREAM__LOG__FILTER".to_owned(),
                 "info,labstream=debug".to_owned(),
             ),
+            // Fixed historical timestamps in tests must stay valid as time passes.
+            ("LABSTREAM__INGEST__MAX_TS_PAST".to_owned(), "0s".to_owned()),
         ];
         for (k, v) in extra_env {
             env.push(((*k).to_owned(), (*v).to_owned()));
         }
         let log = dir.path().join("labstream.log");
+        let brokers = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "LABSTREAM__KAFKA__BROKERS")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(brokers);
         let mut stack = TestStack {
             id,
+            brokers,
             url: format!("http://127.0.0.1:{port}"),
             lake,
             prefix,
@@ -222,7 +233,7 @@ impl TestStack {
     /// Number of records in `topic` (sum of the high watermarks of its partitions).
     pub fn topic_records(&self, topic: &str) -> i64 {
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", &self.brokers)
             .create()
             .unwrap();
         let metadata = consumer
@@ -238,6 +249,49 @@ impl TestStack {
                 high - low
             })
             .sum()
+    }
+
+    /// Reads every record of `topic` from the beginning, waiting until there are at
+    /// least `n` (or 30 s passed), and decodes them as samples, with their keys.
+    pub fn read_samples(&self, topic: &str, n: usize) -> Vec<(String, labstream_schemas::Sample)> {
+        use rdkafka::Message;
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set(
+                "group.id",
+                format!("t{}-reader-{}", self.id, uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let codec = labstream_schemas::Codec::new();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while out.len() < n && Instant::now() < deadline {
+            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+                let m = m.unwrap();
+                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                out.push((key, codec.decode(m.payload().unwrap()).unwrap()));
+            }
+        }
+        // Anything beyond n that is already there shows up too.
+        while let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            out.push((key, codec.decode(m.payload().unwrap()).unwrap()));
+        }
+        out
     }
 
     pub fn lake_files(&self) -> Vec<PathBuf> {
@@ -268,7 +322,7 @@ impl Drop for TestStack {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

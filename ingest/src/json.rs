@@ -1,33 +1,11 @@
-//! JSON sample parsing and validation against the sensor-type registry. Pure: no I/O,
-//! so every rule has a unit test.
+//! JSON bodies: one sample object, an array of them, or NDJSON (one per line).
 
 use crate::error::{Error, Rejection, Result};
+use crate::validate::{Invalid, Parsed, Precision, RawValue, Validator};
 use chrono::DateTime;
-use labstream_schemas::{FieldType, FieldValue, Registry, Sample, SensorId, SensorType, Timestamp};
+use labstream_schemas::Timestamp;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// Unit of integer timestamps (`?precision=`), as in the InfluxDB write API.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    S,
-    #[default]
-    Ms,
-    Us,
-    Ns,
-}
-
-impl Precision {
-    fn to_micros(self, value: i64) -> Option<i64> {
-        match self {
-            Precision::S => value.checked_mul(1_000_000),
-            Precision::Ms => value.checked_mul(1_000),
-            Precision::Us => Some(value),
-            Precision::Ns => Some(value.div_euclid(1_000)),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,16 +20,14 @@ struct SampleJson {
     tags: BTreeMap<String, String>,
 }
 
-/// Parses a body of one JSON sample, a JSON array of samples, or NDJSON (`ndjson`),
-/// validates each against `registry`, and stamps `received_at`. Any invalid sample
-/// fails the whole request with the index and reason of every rejected one.
-pub fn parse_json_samples(
+/// Parses the body and validates every sample. Fails as a whole only when the body
+/// itself is unusable (not JSON, no sample); invalid samples are reported in `Parsed`.
+pub fn parse_json(
     body: &[u8],
     ndjson: bool,
     precision: Precision,
-    registry: &Registry,
-    received_at: Timestamp,
-) -> Result<Vec<Sample>> {
+    validator: &Validator<'_>,
+) -> Result<Parsed> {
     let documents: Vec<serde_json::Value> = if ndjson {
         let mut docs = Vec::new();
         for (line_no, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -73,90 +49,72 @@ pub fn parse_json_samples(
     if documents.is_empty() {
         return Err(Error::Empty);
     }
-    let total = documents.len();
-    let mut samples = Vec::with_capacity(total);
-    let mut rejected = Vec::new();
+    let mut parsed = Parsed {
+        total: documents.len(),
+        ..Parsed::default()
+    };
     for (index, doc) in documents.into_iter().enumerate() {
-        match to_sample(doc, precision, registry, received_at) {
-            Ok(s) => samples.push(s),
-            Err(reason) => rejected.push(Rejection { index, reason }),
+        match to_sample(doc, precision, validator) {
+            Ok(s) => parsed.samples.push(s),
+            Err(e) => parsed.rejected.push(Rejection {
+                index,
+                code: e.kind,
+                reason: e.reason,
+            }),
         }
     }
-    if rejected.is_empty() {
-        Ok(samples)
-    } else {
-        Err(Error::InvalidSamples { total, rejected })
-    }
+    Ok(parsed)
 }
 
 fn to_sample(
     doc: serde_json::Value,
     precision: Precision,
-    registry: &Registry,
-    received_at: Timestamp,
-) -> std::result::Result<Sample, String> {
+    validator: &Validator<'_>,
+) -> std::result::Result<labstream_schemas::Sample, Invalid> {
     if !doc.is_object() {
-        return Err(format!(
+        return Err(Invalid::malformed(format!(
             "a sample must be a JSON object, got {}",
             json_kind(&doc)
-        ));
+        )));
     }
-    let input: SampleJson = serde_json::from_value(doc).map_err(|e| e.to_string())?;
-    if input.sensor_id.trim().is_empty() {
-        return Err("sensor_id must not be empty".into());
-    }
-    if input.sensor_id.len() > 256 {
-        return Err("sensor_id is longer than 256 bytes".into());
-    }
-    let Some(spec) = registry.get(&input.sensor_type) else {
-        let known: Vec<&str> = registry.types().map(|(n, _)| n).collect();
-        return Err(format!(
-            "unknown sensor_type {:?}; the registry knows: {}",
-            input.sensor_type,
-            known.join(", ")
-        ));
-    };
-    let ts = parse_ts(&input.ts, precision)?;
-    if input.values.is_empty() {
-        return Err("values must hold at least one field".into());
-    }
-    let mut values = BTreeMap::new();
+    let input: SampleJson =
+        serde_json::from_value(doc).map_err(|e| Invalid::malformed(e.to_string()))?;
+    let ts = parse_ts(&input.ts, precision).map_err(Invalid::malformed)?;
+    let mut values = Vec::with_capacity(input.values.len());
     for (name, value) in input.values {
-        let Some(field) = spec.fields.get(&name) else {
-            let known: Vec<&str> = spec.fields.keys().map(String::as_str).collect();
-            return Err(format!(
-                "unknown field {name:?} for sensor_type {:?}; its fields are: {}",
-                input.sensor_type,
-                known.join(", ")
-            ));
-        };
-        let typed = match (field.field_type, &value) {
-            (FieldType::Double, serde_json::Value::Number(n)) => {
-                n.as_f64().filter(|v| v.is_finite()).map(FieldValue::Double)
+        let raw = match value {
+            serde_json::Value::Bool(b) => RawValue::Bool(b),
+            serde_json::Value::String(s) => RawValue::Str(s),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => RawValue::Int(i),
+                (None, Some(u), _) => RawValue::UInt(u),
+                (None, None, Some(f)) => RawValue::Float(f),
+                _ => {
+                    return Err(Invalid::malformed(format!(
+                        "field {name:?} is not a representable number"
+                    )));
+                }
+            },
+            other => {
+                return Err(Invalid::new(
+                    crate::validate::RejectKind::WrongType,
+                    format!(
+                        "field {name:?} must be a number, boolean or string, got {}",
+                        json_kind(&other)
+                    ),
+                ));
             }
-            (FieldType::Long, serde_json::Value::Number(n)) => n.as_i64().map(FieldValue::Long),
-            (FieldType::Boolean, serde_json::Value::Bool(b)) => Some(FieldValue::Bool(*b)),
-            (FieldType::String, serde_json::Value::String(s)) => Some(FieldValue::Str(s.clone())),
-            _ => None,
         };
-        let Some(typed) = typed else {
-            return Err(format!(
-                "field {name:?} must be a {}, got {}",
-                field.field_type.as_str(),
-                json_kind(&value)
-            ));
-        };
-        values.insert(name, typed);
+        values.push((name, raw));
     }
-    Ok(Sample {
-        sensor_id: SensorId::new(input.sensor_id),
-        sensor_type: SensorType::new(input.sensor_type),
+    validator.sample(
+        input.sensor_id,
+        input.sensor_type,
         ts,
-        seq: input.seq,
+        input.seq,
         values,
-        tags: input.tags,
-        received_at,
-    })
+        input.tags,
+    )
 }
 
 fn parse_ts(
@@ -171,7 +129,12 @@ fn parse_ts(
             .as_i64()
             .and_then(|v| precision.to_micros(v))
             .map(Timestamp::from_micros)
-            .ok_or_else(|| format!("ts {n} is not an integer timestamp in {precision:?}")),
+            .ok_or_else(|| {
+                format!(
+                    "ts {n} is not an integer timestamp in {}",
+                    precision.as_str()
+                )
+            }),
         other => Err(format!(
             "ts must be an RFC 3339 string or an integer, got {}",
             json_kind(other)
@@ -194,17 +157,34 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use labstream_schemas::{FieldValue, Registry, Sample};
 
     const NOW: Timestamp = Timestamp::from_micros(1_795_428_000_000_000);
 
-    fn parse(body: &str) -> Result<Vec<Sample>> {
-        parse_json_samples(
+    fn parse_with(
+        body: &str,
+        ndjson: bool,
+        precision: Precision,
+        registry: &Registry,
+    ) -> Result<Vec<Sample>> {
+        let parsed = parse_json(
             body.as_bytes(),
-            false,
-            Precision::Ms,
-            &Registry::default_lab(),
-            NOW,
-        )
+            ndjson,
+            precision,
+            &Validator::new(registry, NOW),
+        )?;
+        if parsed.rejected.is_empty() {
+            Ok(parsed.samples)
+        } else {
+            Err(Error::InvalidSamples {
+                total: parsed.total,
+                rejected: parsed.rejected,
+            })
+        }
+    }
+
+    fn parse(body: &str) -> Result<Vec<Sample>> {
+        parse_with(body, false, Precision::Ms, &Registry::default_lab())
     }
 
     fn reasons(err: Error) -> Vec<(usize, String)> {
@@ -235,14 +215,7 @@ mod tests {
     #[test]
     fn integer_timestamps_follow_the_precision() {
         let body = r#"{"sensor_id": "t1", "sensor_type": "temperature", "ts": 1795428000, "values": {"celsius": 21}}"#;
-        let s = parse_json_samples(
-            body.as_bytes(),
-            false,
-            Precision::S,
-            &Registry::default_lab(),
-            NOW,
-        )
-        .unwrap();
+        let s = parse_with(body, false, Precision::S, &Registry::default_lab()).unwrap();
         assert_eq!(s[0].ts.as_micros(), 1_795_428_000_000_000);
         // An integer is accepted for a double field and stored as a double.
         assert_eq!(s[0].values["celsius"], FieldValue::Double(21.0));
@@ -255,14 +228,7 @@ mod tests {
         let one = r#"{"sensor_id": "c1", "sensor_type": "co2", "ts": 1, "values": {"ppm": 415.5}}"#;
         assert_eq!(parse(&format!("[{one},{one}]")).unwrap().len(), 2);
         let nd = format!("{one}\n\n{one}\n{one}\n");
-        let s = parse_json_samples(
-            nd.as_bytes(),
-            true,
-            Precision::Ms,
-            &Registry::default_lab(),
-            NOW,
-        )
-        .unwrap();
+        let s = parse_with(&nd, true, Precision::Ms, &Registry::default_lab()).unwrap();
         assert_eq!(s.len(), 3);
     }
 
@@ -319,8 +285,7 @@ mod tests {
         )
         .unwrap();
         let body = r#"{"sensor_id": "c", "sensor_type": "counter", "ts": 1, "values": {"n": 1.5}}"#;
-        let err =
-            parse_json_samples(body.as_bytes(), false, Precision::Ms, &registry, NOW).unwrap_err();
+        let err = parse_with(body, false, Precision::Ms, &registry).unwrap_err();
         assert!(
             reasons(err)[0]
                 .1
