@@ -24,7 +24,39 @@ pub(crate) struct Settings {
     pub(crate) registry: RegistrySettings,
     pub(crate) ingest: IngestConfig,
     pub(crate) sinks: SinksSettings,
+    pub(crate) auth: AuthSettings,
     pub(crate) log: LogSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthSettings {
+    /// Accept requests without a token. Refused unless `http.listen` is a loopback address.
+    pub(crate) disabled: bool,
+    /// PEM public key (RSA, P-256 or Ed25519) that verifies tokens.
+    pub(crate) public_key: Option<PathBuf>,
+    /// JWKS file (`{"keys": [...]}`) that verifies tokens, selected by `kid`.
+    pub(crate) jwks: Option<PathBuf>,
+    /// Required `aud` claim.
+    pub(crate) audience: String,
+    /// Required `iss` claim, if set.
+    pub(crate) issuer: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub(crate) leeway: std::time::Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            disabled: false,
+            public_key: None,
+            jwks: None,
+            audience: labstream_schemas::auth::DEFAULT_AUDIENCE.to_owned(),
+            issuer: None,
+            leeway: labstream_schemas::auth::DEFAULT_LEEWAY,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,6 +204,38 @@ fn validate(s: &Settings) -> anyhow::Result<()> {
 }
 
 impl Settings {
+    /// The token verifier of the HTTP roles; `None` when auth is disabled, which is
+    /// refused unless the server listens on a loopback address only.
+    pub(crate) fn verifier(&self) -> anyhow::Result<Option<labstream_schemas::auth::Verifier>> {
+        use labstream_schemas::auth::Verifier;
+        let auth = &self.auth;
+        if auth.disabled {
+            if !self.http.listen.ip().is_loopback() {
+                bail!(
+                    "auth.disabled is refused because http.listen ({}) is not a loopback address; configure auth.public_key or auth.jwks instead",
+                    self.http.listen
+                );
+            }
+            return Ok(None);
+        }
+        let verifier = match (&auth.public_key, &auth.jwks) {
+            (Some(_), Some(_)) => bail!("set either auth.public_key or auth.jwks, not both"),
+            (Some(path), None) => Verifier::from_pem_file(path)
+                .with_context(|| format!("loading auth.public_key {}", path.display()))?,
+            (None, Some(path)) => Verifier::from_jwks_file(path)
+                .with_context(|| format!("loading auth.jwks {}", path.display()))?,
+            (None, None) => bail!(
+                "auth needs a key: set auth.public_key (LABSTREAM__AUTH__PUBLIC_KEY; create a pair with `labstream token keygen`) or auth.jwks, or, for local tests on a loopback address only, auth.disabled = true"
+            ),
+        };
+        Ok(Some(
+            verifier
+                .with_audience(auth.audience.clone())
+                .with_issuer(auth.issuer.clone())
+                .with_leeway(auth.leeway),
+        ))
+    }
+
     pub(crate) fn registry(&self) -> anyhow::Result<Registry> {
         match &self.registry.path {
             None => Ok(Registry::default_lab()),

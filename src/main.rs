@@ -90,6 +90,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: ConfigCommand::Check,
         } => {
             settings.registry()?;
+            match settings.verifier()? {
+                Some(v) => println!("# auth: tokens verified with {:?}", v.algorithms()),
+                None => println!("# auth: DISABLED (loopback only)"),
+            }
             match &loaded.file {
                 Some(f) => println!("# settings file: {}", f.display()),
                 None => println!("# settings file: none (built-in defaults)"),

@@ -40,6 +40,20 @@ impl Roles {
 
 pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     let registry = Arc::new(settings.registry()?);
+    let verifier = if roles.ingest || roles.api {
+        let v = settings.verifier()?;
+        match &v {
+            Some(v) => {
+                tracing::info!(algorithms = ?v.algorithms(), audience = v.audience(), "token auth on")
+            }
+            None => {
+                tracing::warn!(listen = %settings.http.listen, "auth is DISABLED (auth.disabled = true); anyone reaching the listen address may write and query")
+            }
+        }
+        v
+    } else {
+        None
+    };
     let codec = Codec::new();
     let topics = Topics::new(&settings.kafka.topic_prefix);
     let kafka = &settings.kafka;
@@ -130,11 +144,13 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
                 codec: codec.clone(),
                 config: settings.ingest.clone(),
                 metrics: ingest_metrics.clone(),
+                auth: verifier.clone(),
             }));
         }
         if roles.api {
             app = app.merge(labstream_api::router(ApiState {
                 engine: QueryEngine::new(settings.lake.path.clone()),
+                auth: verifier.clone(),
             }));
         }
         let app = app.layer(TraceLayer::new_for_http());

@@ -28,6 +28,9 @@ fn every_subcommand_has_help() {
         vec!["simulate", "--help"],
         vec!["config", "--help"],
         vec!["config", "check", "--help"],
+        vec!["token", "--help"],
+        vec!["token", "keygen", "--help"],
+        vec!["token", "issue", "--help"],
     ] {
         let (ok, stdout, stderr) = labstream(&args);
         assert!(ok, "{args:?}: {stderr}");
@@ -47,6 +50,7 @@ fn config_check_prints_the_layered_settings() {
     let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
         .args(["--config", file.to_str().unwrap(), "config", "check"])
         .env("LABSTREAM__HTTP__LISTEN", "127.0.0.1:9999")
+        .env("LABSTREAM__AUTH__DISABLED", "true")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -75,4 +79,47 @@ fn a_missing_config_file_is_named() {
         labstream(&["--config", "/nonexistent/labstream.toml", "config", "check"]);
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/labstream.toml"), "{stderr}");
+}
+
+#[test]
+fn auth_can_be_disabled_only_on_loopback_and_otherwise_needs_a_key() {
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+            .args(["config", "check"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, stderr) = run(&[
+        ("LABSTREAM__AUTH__DISABLED", "true"),
+        ("LABSTREAM__HTTP__LISTEN", "0.0.0.0:8080"),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+
+    let (ok, _, stderr) = run(&[]);
+    assert!(!ok);
+    assert!(stderr.contains("labstream token keygen"), "{stderr}");
+
+    let (ok, stdout, _) = run(&[("LABSTREAM__AUTH__DISABLED", "true")]);
+    assert!(ok);
+    assert!(stdout.contains("auth: DISABLED"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public_pem) =
+        labstream_schemas::auth::generate_keypair(labstream_schemas::auth::KeyAlg::Ed25519)
+            .unwrap();
+    let key = dir.path().join("public.pem");
+    std::fs::write(&key, public_pem).unwrap();
+    let (ok, stdout, stderr) = run(&[
+        ("LABSTREAM__AUTH__PUBLIC_KEY", key.to_str().unwrap()),
+        ("LABSTREAM__HTTP__LISTEN", "0.0.0.0:8080"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("EdDSA"), "{stdout}");
 }

@@ -23,6 +23,12 @@ async fn post_raw(
     body: Vec<u8>,
 ) -> (u16, String, Option<String>) {
     let mut r = reqwest::Client::new().post(format!("{}{path}", stack.url));
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        r = r.bearer_auth(&stack.token);
+    }
     for (k, v) in headers {
         r = r.header(*k, *v);
     }

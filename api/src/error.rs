@@ -12,6 +12,8 @@ pub enum Error {
     BadQuery(String),
     #[error("the request body must be JSON like {{\"sql\": \"SELECT ...\"}}: {0}")]
     BadRequest(String),
+    #[error("{}", .0.reason())]
+    Auth(#[from] labstream_schemas::auth::AuthError),
     #[error("internal error while running the query")]
     Internal(String),
 }
@@ -50,18 +52,33 @@ impl IntoResponse for Error {
         let (status, code) = match &self {
             Error::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Auth(e) => (
+                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
+                e.code(),
+            ),
             Error::Internal(detail) => {
                 tracing::error!(%detail, "query failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        (
+        let challenge = match &self {
+            Error::Auth(e) => e.www_authenticate(),
+            _ => None,
+        };
+        let mut response = (
             status,
             Json(Body {
                 error: code,
                 message: self.to_string(),
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }

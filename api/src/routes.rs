@@ -4,16 +4,19 @@ use crate::error::{Error, Result};
 use crate::query::QueryEngine;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
+use labstream_schemas::auth::{Scope, Verifier, bearer_token};
 use serde::Deserialize;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct ApiState {
     pub engine: QueryEngine,
+    /// `None` only when `auth.disabled` (allowed on a loopback address only).
+    pub auth: Option<Verifier>,
 }
 
 #[derive(Deserialize)]
@@ -31,8 +34,16 @@ pub fn router(state: ApiState) -> Router {
 #[tracing::instrument(skip_all)]
 async fn post_query(
     State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
     request: std::result::Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse> {
+    if let Some(verifier) = &state.auth {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let claims = verifier.verify(bearer_token(value)?)?;
+        claims.require(Scope::Query)?;
+    }
     let Json(request) = request.map_err(|e| Error::BadRequest(e.body_text()))?;
     tracing::debug!(sql = %request.sql, "query");
     let result = state.engine.query(&request.sql).await?;

@@ -51,6 +51,8 @@ pub enum Error {
         "Kafka did not acknowledge every sample in time; retry the whole request (samples are deduplicated by sensor_id, ts and seq)"
     )]
     Unavailable(#[source] labstream_bus::Error),
+    #[error("{}", .0.reason())]
+    Auth(#[from] labstream_schemas::auth::AuthError),
     #[error("internal error; the request was not stored")]
     Internal(String),
 }
@@ -90,6 +92,10 @@ impl Error {
             Error::TooManySamples { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_samples"),
             Error::Busy => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Auth(e) => (
+                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
+                e.code(),
+            ),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -106,6 +112,10 @@ impl Error {
             Error::InvalidSamples { rejected, .. } => Some(rejected.as_slice()),
             _ => None,
         };
+        let challenge = match &self {
+            Error::Auth(e) => e.www_authenticate(),
+            _ => None,
+        };
         let body = Body {
             error: code,
             code,
@@ -118,6 +128,12 @@ impl Error {
             StatusCode::TOO_MANY_REQUESTS => Some(busy_after),
             _ => None,
         };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         if let Some(after) = retry_after {
             let secs = after.as_secs().max(1).to_string();
             response.headers_mut().insert(

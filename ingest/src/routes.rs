@@ -18,6 +18,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use labstream_bus::Producer;
+use labstream_schemas::auth::{AuthError, Claims, Scope, Verifier, bearer_token};
 use labstream_schemas::{Codec, Registry, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -75,6 +76,8 @@ pub struct IngestState {
     pub codec: Codec,
     pub config: IngestConfig,
     pub metrics: IngestMetrics,
+    /// `None` only when `auth.disabled` (allowed on a loopback address only).
+    pub auth: Option<Verifier>,
 }
 
 struct Shared {
@@ -149,26 +152,29 @@ async fn post_samples(
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
+    // An unsupported type is reported after authentication, so anonymous callers learn nothing.
     let format = match media.as_str() {
-        "application/json" | "" => Format::json,
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Format::ndjson,
-        _ => {
-            return finish(
-                &shared,
-                Format::json,
-                Err(Error::UnsupportedMediaType(content_type.to_owned())),
-            );
-        }
+        "application/json" | "" => Ok(Format::json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Format::ndjson),
+        _ => Err(content_type.to_owned()),
     };
     let result = match params {
         Err(e) => Err(Error::BadParameter(e.body_text())),
         Ok(Query(p)) => {
-            handle(&shared, &headers, body, p.partial, |bytes, validator| {
-                parse_json(bytes, format == Format::ndjson, p.precision, validator)
-            })
+            handle(
+                &shared,
+                &headers,
+                body,
+                p.partial,
+                |bytes, validator| match &format {
+                    Ok(f) => parse_json(bytes, *f == Format::ndjson, p.precision, validator),
+                    Err(ct) => Err(Error::UnsupportedMediaType(ct.clone())),
+                },
+            )
             .await
         }
     };
+    let format = format.unwrap_or(Format::json);
     finish(&shared, format, result)
 }
 
@@ -276,6 +282,8 @@ async fn handle(
 ) -> Result<(usize, Vec<Rejection>)> {
     let state = &shared.state;
     let config = &state.config;
+    // Authenticate first: an unauthenticated request takes no budget and reads no body.
+    let claims = authorize(state.auth.as_ref(), headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -311,6 +319,12 @@ async fn handle(
         max_future: Some(config.max_ts_future).filter(|d| !d.is_zero()),
     };
     let parsed = parse(&bytes, &validator)?;
+    if let Some(claims) = &claims {
+        // A device token may write only its own sensors: one foreign id refuses the request.
+        for sample in &parsed.samples {
+            claims.require_sensor(sample.sensor_id.as_str())?;
+        }
+    }
     if parsed.total > config.max_samples_per_request {
         return Err(Error::TooManySamples {
             count: parsed.total,
@@ -349,6 +363,28 @@ async fn handle(
         return Err(Error::Unavailable(err));
     }
     Ok((parsed.samples.len(), parsed.rejected))
+}
+
+/// Verifies the token of the request and its `samples:write` scope. Accepts
+/// `Authorization: Bearer <jwt>` and, for InfluxDB clients and Telegraf,
+/// `Authorization: Token <jwt>`.
+fn authorize(verifier: Option<&Verifier>, headers: &HeaderMap) -> Result<Option<Claims>> {
+    let Some(verifier) = verifier else {
+        return Ok(None);
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = match value.map(str::trim) {
+        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("token ") => v[6..].trim(),
+        other => bearer_token(other)?,
+    };
+    if token.is_empty() {
+        return Err(AuthError::Missing.into());
+    }
+    let claims = verifier.verify(token)?;
+    claims.require(Scope::SamplesWrite)?;
+    Ok(Some(claims))
 }
 
 struct InFlight<'a>(&'a IngestMetrics, i64);

@@ -26,6 +26,7 @@ fn app(config: IngestConfig) -> axum::Router {
         codec: Codec::new(),
         config,
         metrics: IngestMetrics::register(&mut Default::default()),
+        auth: None,
     })
 }
 

@@ -21,6 +21,10 @@ pub fn mongo_uri() -> String {
 
 pub struct TestStack {
     pub id: String,
+    /// An admin token, sent by `post` and `query`.
+    pub token: String,
+    /// Signs tokens the server accepts (its public key is `auth.public_key`).
+    pub issuer: labstream_schemas::auth::Issuer,
     /// The Kafka this instance uses (the local stack's unless overridden).
     pub brokers: String,
     pub url: String,
@@ -85,6 +89,29 @@ impl TestStack {
         for (k, v) in extra_env {
             env.push(((*k).to_owned(), (*v).to_owned()));
         }
+        // Auth is on, as in production: a fresh key pair per instance.
+        let (private_pem, public_pem) =
+            labstream_schemas::auth::generate_keypair(labstream_schemas::auth::KeyAlg::Ed25519)
+                .unwrap();
+        let public_key = dir.path().join("public.pem");
+        std::fs::write(&public_key, public_pem).unwrap();
+        let issuer = labstream_schemas::auth::Issuer::from_pem(&private_pem).unwrap();
+        let token = issuer
+            .issue(
+                "test-admin",
+                &[labstream_schemas::auth::Scope::Admin],
+                None,
+                Duration::from_secs(3600),
+                None,
+            )
+            .unwrap();
+        env.insert(
+            0,
+            (
+                "LABSTREAM__AUTH__PUBLIC_KEY".to_owned(),
+                public_key.display().to_string(),
+            ),
+        );
         let log = dir.path().join("labstream.log");
         let brokers = env
             .iter()
@@ -94,6 +121,8 @@ impl TestStack {
             .unwrap_or_else(brokers);
         let mut stack = TestStack {
             id,
+            token,
+            issuer,
             brokers,
             url: format!("http://127.0.0.1:{port}"),
             lake,
@@ -184,6 +213,7 @@ impl TestStack {
     ) -> (u16, serde_json::Value) {
         let r = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -256,7 +286,7 @@ impl TestStack {
     pub fn read_samples(&self, topic: &str, n: usize) -> Vec<(String, labstream_schemas::Sample)> {
         use rdkafka::Message;
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", &self.brokers)
             .set(
                 "group.id",
                 format!("t{}-reader-{}", self.id, uuid::Uuid::new_v4()),
