@@ -85,8 +85,18 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
     let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
 
     if roles.mongo_sink {
-        let client = mongodb::Client::with_uri_str(&settings.mongo.uri)
+        let mut options = mongodb::options::ClientOptions::parse(&settings.mongo.uri)
             .await
+            .with_context(|| format!("invalid mongo.uri {:?}", settings.mongo.uri))?;
+        // Fail a write after 5 s without a server (the sink then backs off and retries)
+        // rather than the driver's 30 s, unless the URI says otherwise.
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(5));
+        options
+            .app_name
+            .get_or_insert_with(|| "labstream".to_owned());
+        let client = mongodb::Client::with_options(options)
             .with_context(|| format!("invalid mongo.uri {:?}", settings.mongo.uri))?;
         let db = client.database(&settings.mongo.database);
         let consumer = BatchConsumer::new(

@@ -7,54 +7,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
-use support::{TestStack, free_port};
-
-struct PrivateKafka {
-    dir: tempfile::TempDir,
-    port: u16,
-    controller: u16,
-}
-
-impl PrivateKafka {
-    fn stack(&self, args: &[&str]) {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let main_stack = std::env::var("LABSTREAM_STACK_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| repo.join("infra/local/.stack"));
-        let mut cmd = Command::new(repo.join("infra/local/stack"));
-        cmd.args(args)
-            .env("LABSTREAM_STACK_DIR", self.dir.path())
-            .env("LABSTREAM_KAFKA_PORT", self.port.to_string())
-            .env(
-                "LABSTREAM_KAFKA_CONTROLLER_PORT",
-                self.controller.to_string(),
-            );
-        let lib = main_stack.join("kafka/lib");
-        if lib.is_dir() {
-            cmd.env("LABSTREAM_KAFKA_LIB", lib);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "stack {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for PrivateKafka {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.stack(&["down", "kafka"])
-        }));
-    }
-}
+use support::{PrivateStack, TestStack};
 
 #[derive(Debug)]
 struct Sent {
@@ -65,13 +21,9 @@ struct Sent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_crash_gives_503s_and_loses_or_duplicates_nothing_acknowledged() {
-    let kafka = PrivateKafka {
-        dir: tempfile::tempdir().unwrap(),
-        port: free_port(),
-        controller: free_port(),
-    };
+    let kafka = PrivateStack::new();
     kafka.stack(&["up", "kafka"]);
-    let brokers = format!("127.0.0.1:{}", kafka.port);
+    let brokers = kafka.brokers();
     let stack = TestStack::start_with(&[
         ("LABSTREAM__KAFKA__BROKERS", &brokers),
         ("LABSTREAM__KAFKA__PRODUCE_TIMEOUT", "3s"),

@@ -35,6 +35,7 @@ pub struct TestStack {
     child: Option<Child>,
     log: PathBuf,
     env: Vec<(String, String)>,
+    command: String,
 }
 
 impl TestStack {
@@ -44,6 +45,11 @@ impl TestStack {
     }
 
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Self {
+        Self::start_command("serve", extra_env).await
+    }
+
+    /// Starts `labstream <command>` (`serve`, `ingest`, `api`) as the HTTP process.
+    pub async fn start_command(command: &str, extra_env: &[(&str, &str)]) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let dir = tempfile::tempdir().unwrap();
         let lake = dir.path().join("lake");
@@ -132,6 +138,7 @@ impl TestStack {
             child: None,
             log,
             env,
+            command: command.to_owned(),
         };
         stack.spawn().await;
         stack
@@ -144,7 +151,7 @@ impl TestStack {
             .open(&self.log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_labstream"))
-            .arg("serve")
+            .arg(&self.command)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -173,6 +180,18 @@ impl TestStack {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Starts another labstream process with the same settings, e.g. `["sink", "lake"]`.
+    pub fn worker(&self, args: &[&str]) -> Worker {
+        let mut w = Worker {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: self.env.clone(),
+            log: self.dir.path().join(format!("{}.log", args.join("-"))),
+            child: None,
+        };
+        w.start();
+        w
     }
 
     pub fn logs(&self) -> String {
@@ -349,6 +368,146 @@ impl Drop for TestStack {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A labstream process without HTTP (a sink), which tests kill and restart.
+pub struct Worker {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Worker {
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_labstream"))
+                .args(&self.args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawning labstream"),
+        );
+    }
+
+    /// SIGKILL: a crash, with no chance to flush or commit.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "{:?} exited with {status}:\n{}",
+                self.args,
+                self.logs()
+            );
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A second local stack (own folder and ports, started by `infra/local/stack`) for
+/// tests that stop a service, so the shared one stays up for the other tests. It
+/// reuses the shared stack's Kafka jars and SecantusDB venv when they are installed.
+pub struct PrivateStack {
+    pub dir: tempfile::TempDir,
+    pub kafka_port: u16,
+    pub controller_port: u16,
+    pub mongo_port: u16,
+}
+
+impl PrivateStack {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            kafka_port: free_port(),
+            controller_port: free_port(),
+            mongo_port: free_port(),
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    pub fn mongo_uri(&self) -> String {
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            self.mongo_port
+        )
+    }
+
+    /// Runs `infra/local/stack <args>` against this stack; panics with its output on failure.
+    pub fn stack(&self, args: &[&str]) {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let shared = std::env::var("LABSTREAM_STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo.join("infra/local/.stack"));
+        let mut cmd = Command::new(repo.join("infra/local/stack"));
+        cmd.args(args)
+            .env("LABSTREAM_STACK_DIR", self.dir.path())
+            .env("LABSTREAM_KAFKA_PORT", self.kafka_port.to_string())
+            .env(
+                "LABSTREAM_KAFKA_CONTROLLER_PORT",
+                self.controller_port.to_string(),
+            )
+            .env("LABSTREAM_MONGO_PORT", self.mongo_port.to_string());
+        if shared.join("kafka/lib").is_dir() {
+            cmd.env("LABSTREAM_KAFKA_LIB", shared.join("kafka/lib"));
+        }
+        if shared.join("mongo/venv/bin/secantusd-py").exists() {
+            cmd.env("LABSTREAM_MONGO_VENV", shared.join("mongo/venv"));
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "stack {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateStack {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stack(&["down"])));
     }
 }
 

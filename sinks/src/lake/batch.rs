@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, MapFieldNames,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -17,12 +17,14 @@ fn timestamp_type() -> DataType {
 
 fn tags_type() -> DataType {
     DataType::Map(
+        // The Parquet spec's names (key_value/key/value), which Spark, Hive, DuckDB and
+        // pyarrow expect; Arrow's defaults (entries/keys/values) confuse some readers.
         Arc::new(Field::new(
-            "entries",
+            "key_value",
             DataType::Struct(
                 vec![
-                    Field::new("keys", DataType::Utf8, false),
-                    Field::new("values", DataType::Utf8, true),
+                    Field::new("key", DataType::Utf8, false),
+                    Field::new("value", DataType::Utf8, true),
                 ]
                 .into(),
             ),
@@ -64,7 +66,15 @@ pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut seq = Int64Builder::with_capacity(n);
     let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut tags = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    let mut tags = MapBuilder::new(
+        Some(MapFieldNames {
+            entry: "key_value".into(),
+            key: "key".into(),
+            value: "value".into(),
+        }),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
     for s in samples.iter() {
         sensor_id.append_value(s.sensor_id.as_str());
         ts.append_value(s.ts.as_micros());

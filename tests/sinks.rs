@@ -1,0 +1,246 @@
+//! The sinks' exactly-once effect against the real stack: the sink processes are
+//! SIGKILLed again and again while samples flow, and afterwards every accepted sample
+//! is in MongoDB exactly once and in the lake exactly once, checked by value. Then the
+//! sinks' consumer groups are reset to the earliest offset and run again (a replay):
+//! MongoDB and the lake are unchanged.
+
+mod support;
+
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{TestStack, Worker};
+
+/// (sensor_id, ts in µs) -> watts
+type Contents = BTreeMap<(String, i64), f64>;
+
+const DAY_US: i64 = 86_400_000_000;
+const T0: i64 = 1_795_392_000_000_000; // 2026-11-23T00:00:00Z
+
+fn lake_rows(stack: &TestStack) -> (usize, Contents) {
+    let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+        .args(["query", "--lake"])
+        .arg(&stack.lake)
+        .args([
+            "-f",
+            "json",
+            "SELECT sensor_id, CAST(ts AS BIGINT) AS ts_us, watts FROM samples_power",
+        ])
+        .env("LABSTREAM__AUTH__DISABLED", "true")
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return (0, Contents::new());
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let contents = rows
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r["sensor_id"].as_str().unwrap().to_owned(),
+                    r["ts_us"].as_i64().unwrap(),
+                ),
+                r["watts"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    (rows.len(), contents)
+}
+
+async fn mongo_rows(db: &mongodb::Database) -> (usize, Contents) {
+    let docs: Vec<Document> = db
+        .collection::<Document>("samples_power")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let contents = docs
+        .iter()
+        .map(|d| {
+            (
+                (
+                    d.get_str("sensor_id").unwrap().to_owned(),
+                    d.get_i64("ts_us").unwrap(),
+                ),
+                d.get_document("values").unwrap().get_f64("watts").unwrap(),
+            )
+        })
+        .collect();
+    (docs.len(), contents)
+}
+
+async fn wait_for(stack: &TestStack, db: &mongodb::Database, want: &Contents, workers: &[&Worker]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (mongo_n, _) = mongo_rows(db).await;
+        let (lake_n, _) = lake_rows(stack);
+        if mongo_n >= want.len() && lake_n >= want.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 120 s MongoDB holds {mongo_n} and the lake {lake_n} of {} samples\n{}",
+            want.len(),
+            workers
+                .iter()
+                .map(|w| w.logs())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn group_offsets(stack: &TestStack, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &stack.brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Rewinds a stopped consumer group to the beginning of every partition.
+fn reset_to_earliest(stack: &TestStack, group: &str, topic: &str) {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &stack.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(topic, p, Offset::Offset(0))
+            .unwrap();
+    }
+    consumer
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    assert_eq!(group_offsets(stack, group, topic), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_killed_repeatedly_then_replayed_hold_every_sample_exactly_once() {
+    let stack = TestStack::start_command(
+        "ingest",
+        &[
+            ("LABSTREAM__SINKS__LAKE__FLUSH_INTERVAL", "300ms"),
+            ("LABSTREAM__SINKS__MONGO__BATCH_MAX_RECORDS", "100"),
+            ("LABSTREAM__SINKS__MONGO__BATCH_MAX_WAIT", "50ms"),
+        ],
+    )
+    .await;
+    let topic = stack.topic("samples.raw");
+    let mut mongo = stack.worker(&["sink", "mongo"]);
+    let mut lake = stack.worker(&["sink", "lake"]);
+    let db = stack.mongo().await;
+
+    // 40 requests of 50 samples, spread over two days and ten sensors.
+    let mut want = Contents::new();
+    let client = reqwest::Client::new();
+    let mut kills = 0;
+    for r in 0..40i64 {
+        let batch: Vec<serde_json::Value> = (0..50i64)
+            .map(|i| {
+                let n = r * 50 + i;
+                let id = format!("p-{}", n % 10);
+                let ts = T0 - (n % 2) * DAY_US + n * 1_000;
+                let watts = n as f64 + 0.25;
+                want.insert((id.clone(), ts), watts);
+                serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
+            })
+            .collect();
+        let resp = client
+            .post(format!("{}/v1/samples?precision=us", stack.url))
+            .bearer_auth(&stack.token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        // Every few requests, crash both sinks mid-stream and start them again.
+        if r % 6 == 5 {
+            tokio::time::sleep(Duration::from_millis(150 + (r as u64 * 37) % 400)).await;
+            mongo.kill9();
+            lake.kill9();
+            kills += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            mongo.start();
+            lake.start();
+        }
+    }
+    assert!(kills >= 6);
+    wait_for(&stack, &db, &want, &[&mongo, &lake]).await;
+    // Let anything that would be a duplicate arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (mongo_n, mongo_contents) = mongo_rows(&db).await;
+    let (lake_n, lake_contents) = lake_rows(&stack);
+    assert_eq!(mongo_n, want.len(), "MongoDB rows");
+    assert_eq!(mongo_contents, want, "MongoDB values");
+    assert_eq!(
+        lake_n,
+        want.len(),
+        "lake rows (a duplicate would make more)"
+    );
+    assert_eq!(lake_contents, want, "lake values");
+
+    // Replay: stop the sinks, rewind their groups, run them again until they caught up.
+    mongo.stop();
+    lake.stop();
+    let mongo_group = format!("t{}-mongo", stack.id);
+    let lake_group = format!("t{}-lake", stack.id);
+    let end = stack.topic_records(&topic);
+    assert!(group_offsets(&stack, &mongo_group, &topic) == end);
+    assert!(group_offsets(&stack, &lake_group, &topic) == end);
+    let files_before = stack.lake_files();
+    reset_to_earliest(&stack, &mongo_group, &topic);
+    reset_to_earliest(&stack, &lake_group, &topic);
+    mongo.start();
+    lake.start();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while group_offsets(&stack, &mongo_group, &topic) < end
+        || group_offsets(&stack, &lake_group, &topic) < end
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replay did not finish in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (mongo_n, mongo_contents) = mongo_rows(&db).await;
+    let (lake_n, lake_contents) = lake_rows(&stack);
+    assert_eq!(
+        (mongo_n, lake_n),
+        (want.len(), want.len()),
+        "rows after the replay"
+    );
+    assert_eq!(mongo_contents, want);
+    assert_eq!(lake_contents, want);
+    assert_eq!(
+        stack.lake_files(),
+        files_before,
+        "the replay wrote lake files"
+    );
+    db.drop().await.unwrap();
+}
