@@ -60,12 +60,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
 
     labstream_bus::probe(kafka, Duration::from_secs(15))
         .await
-        .with_context(|| {
-            format!(
-                "Kafka at {} is not reachable; start it (infra/local/stack up) or set LABSTREAM__KAFKA__BROKERS",
-                kafka.brokers
-            )
-        })?;
+        .context("start Kafka (infra/local/stack up) or set LABSTREAM__KAFKA__BROKERS")?;
     labstream_bus::ensure_topics(
         kafka,
         &[

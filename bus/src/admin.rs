@@ -52,7 +52,7 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         .await
         .map_err(|e| Error::Unreachable {
             brokers: config.brokers.clone(),
-            source: e,
+            cause: e,
         })?;
     for result in results {
         match result {
@@ -74,9 +74,9 @@ pub async fn probe(config: &KafkaConfig, timeout: Duration) -> Result<()> {
         consumer
             .fetch_metadata(None, timeout)
             .map(|_| ())
-            .map_err(|source| Error::Unreachable {
+            .map_err(|cause| Error::Unreachable {
                 brokers: config.brokers.clone(),
-                source,
+                cause,
             })
     })
     .await

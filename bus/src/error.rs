@@ -1,25 +1,22 @@
 use rdkafka::error::KafkaError;
 
-/// Errors of the Kafka plumbing. `is_retryable` tells the caller whether waiting and
+/// Errors of the Kafka plumbing. Each message includes the client's error text (not
+/// marked as a `source`, so that error chains do not print it twice). `is_retryable` tells the caller whether waiting and
 /// trying again can help (broker unreachable, timeout) or not (bad configuration).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid Kafka client settings: {0}; check [kafka] in the configuration")]
-    Config(#[source] KafkaError),
+    Config(KafkaError),
     #[error("Kafka did not acknowledge the write: {0}")]
-    Produce(#[source] KafkaError),
+    Produce(KafkaError),
     #[error("reading from Kafka failed: {0}")]
-    Consume(#[source] KafkaError),
+    Consume(KafkaError),
     #[error("committing consumer offsets failed: {0}")]
-    Commit(#[source] KafkaError),
+    Commit(KafkaError),
     #[error("Kafka topic administration failed: {0}")]
     Admin(String),
-    #[error("Kafka at {brokers} is not reachable: {source}")]
-    Unreachable {
-        brokers: String,
-        #[source]
-        source: KafkaError,
-    },
+    #[error("Kafka at {brokers} is not reachable: {cause}")]
+    Unreachable { brokers: String, cause: KafkaError },
 }
 
 impl Error {
