@@ -5,11 +5,15 @@
 
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -55,9 +59,43 @@ impl Positions {
     }
 }
 
+/// Tracks which partitions this member owns. Rebalance callbacks run inside the
+/// consumer's poll, so between two `next_batch` calls the assignment does not change.
+#[derive(Default)]
+struct GroupContext {
+    generation: AtomicU64,
+    assigned: Mutex<BTreeSet<(String, i32)>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut assigned = self.assigned.lock().expect("not poisoned");
+            for e in tpl.elements() {
+                assigned.remove(&(e.topic().to_owned(), e.partition()));
+            }
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut assigned = self.assigned.lock().expect("not poisoned");
+            for e in tpl.elements() {
+                assigned.insert((e.topic().to_owned(), e.partition()));
+            }
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct BatchConsumer {
-    inner: Arc<StreamConsumer>,
+    inner: Arc<StreamConsumer<GroupContext>>,
     group_id: String,
 }
 
@@ -80,12 +118,31 @@ impl BatchConsumer {
         for (k, v) in &config.librdkafka {
             client.set(k, v);
         }
-        let consumer: StreamConsumer = client.create().map_err(Error::Config)?;
+        let consumer: StreamConsumer<GroupContext> = client
+            .create_with_context(GroupContext::default())
+            .map_err(Error::Config)?;
         consumer.subscribe(topics).map_err(Error::Config)?;
         Ok(Self {
             inner: Arc::new(consumer),
             group_id: group_id.to_owned(),
         })
+    }
+
+    /// Changes whenever partitions are assigned or revoked. A writer that buffers
+    /// records must drop the buffers of revoked partitions when it changes, or it would
+    /// write records another member now owns.
+    pub fn assignment_generation(&self) -> u64 {
+        self.inner.context().generation.load(Ordering::SeqCst)
+    }
+
+    /// The topic-partitions this member owns now.
+    pub fn assigned(&self) -> BTreeSet<(String, i32)> {
+        self.inner
+            .context()
+            .assigned
+            .lock()
+            .expect("not poisoned")
+            .clone()
     }
 
     pub fn group_id(&self) -> &str {

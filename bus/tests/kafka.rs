@@ -68,6 +68,12 @@ async fn consumer_resumes_from_the_committed_offset_after_a_restart() {
         ["message-0", "message-1", "message-2", "message-3"]
     );
     first.commit(&got).await.unwrap();
+    // The member knows what it owns, and that the assignment changed since it joined.
+    assert!(first.assignment_generation() > 0);
+    assert_eq!(
+        first.assigned().into_iter().collect::<Vec<_>>(),
+        [(topic.clone(), 0)]
+    );
     // Read two more without committing them: a restart must deliver them again.
     let uncommitted = consume(&first, 2).await;
     assert_eq!(uncommitted[0].offset, 4);
