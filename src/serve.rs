@@ -74,6 +74,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
 
     let mut metrics_registry = prometheus_client::registry::Registry::default();
     let ingest_metrics = labstream_ingest::IngestMetrics::register(&mut metrics_registry);
+    let sink_metrics = labstream_sinks::SinkMetricsFamilies::register(&mut metrics_registry);
     let metrics_registry = Arc::new(metrics_registry);
 
     let cancel = CancellationToken::new();
@@ -105,6 +106,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             codec.clone(),
             DeadLetters::new(producer.clone(), topics.samples_dlq(), "mongo"),
             settings.sinks.mongo.clone(),
+            sink_metrics.for_sink("mongo"),
         );
         let c = cancel.clone();
         tasks.push((
@@ -125,6 +127,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             codec.clone(),
             DeadLetters::new(producer.clone(), topics.samples_dlq(), "lake"),
             settings.sinks.lake.clone(),
+            sink_metrics.for_sink("lake"),
         )
         .with_context(|| format!("opening the lake at {}", settings.lake.path.display()))?;
         let c = cancel.clone();

@@ -157,6 +157,24 @@ async fn posted_samples_come_back_from_sql_and_mongodb() {
             .unwrap(),
         1
     );
+
+    // The sinks count what they did: 8 records, the retry a duplicate for MongoDB.
+    let metrics = reqwest::get(format!("{}/metrics", stack.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"labstream_sink_records_consumed_total{sink="mongo"} 8"#,
+        r#"labstream_sink_rows_written_total{sink="mongo"} 7"#,
+        r#"labstream_sink_duplicates_skipped_total{sink="mongo"} 1"#,
+        r#"labstream_sink_records_consumed_total{sink="lake"} 8"#,
+        r#"labstream_sink_rows_written_total{sink="lake"} 8"#,
+        r#"labstream_sink_dead_letters_total{sink="lake"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
     db.drop().await.unwrap();
 }
 

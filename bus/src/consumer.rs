@@ -214,6 +214,29 @@ impl BatchConsumer {
             .map_err(Error::Commit)
     }
 
+    /// Records in this member's partitions that it has not consumed yet (high watermark
+    /// minus position, summed). Queries the brokers: call it every few seconds, not per batch.
+    pub async fn lag(&self, timeout: Duration) -> Result<i64> {
+        let consumer = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let positions = consumer.position().map_err(Error::Consume)?;
+            let mut lag = 0i64;
+            for e in positions.elements() {
+                let (low, high) = consumer
+                    .fetch_watermarks(e.topic(), e.partition(), timeout)
+                    .map_err(Error::Consume)?;
+                let position = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => low,
+                };
+                lag += (high - position).max(0);
+            }
+            Ok(lag)
+        })
+        .await
+        .map_err(|e| Error::Admin(format!("lag task failed: {e}")))?
+    }
+
     /// Committed offsets of the partitions currently assigned to this member.
     pub async fn committed(&self, timeout: Duration) -> Result<Vec<(String, i32, Option<i64>)>> {
         let consumer = self.inner.clone();

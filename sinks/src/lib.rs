@@ -5,7 +5,9 @@ mod backoff;
 mod dlq;
 mod error;
 pub mod lake;
+mod metrics;
 pub mod mongo;
 
 pub use dlq::DeadLetters;
 pub use error::{Error, Result};
+pub use metrics::{SinkMetrics, SinkMetricsFamilies};

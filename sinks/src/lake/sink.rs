@@ -5,6 +5,7 @@ use crate::backoff::Backoff;
 use crate::dlq::DeadLetters;
 use crate::error::{Error, Result};
 use crate::lake::writer::{Added, LakeWriter};
+use crate::metrics::SinkMetrics;
 use labstream_bus::{BatchConsumer, Positions};
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,7 @@ pub struct LakeSink {
     dead_letters: DeadLetters,
     config: LakeSinkConfig,
     writer: Option<LakeWriter>,
+    metrics: SinkMetrics,
 }
 
 impl LakeSink {
@@ -63,6 +65,7 @@ impl LakeSink {
         codec: Codec,
         dead_letters: DeadLetters,
         config: LakeSinkConfig,
+        metrics: SinkMetrics,
     ) -> Result<Self> {
         let writer = LakeWriter::open(&lake_path, registry)?;
         Ok(Self {
@@ -71,6 +74,7 @@ impl LakeSink {
             dead_letters,
             config,
             writer: Some(writer),
+            metrics,
         })
     }
 
@@ -81,11 +85,19 @@ impl LakeSink {
         let mut last_flush = Instant::now();
         let mut backoff = Backoff::new(self.config.retry_backoff_max);
         let poll = self.config.flush_interval.min(Duration::from_millis(500));
+        let mut lag_sampled = Instant::now();
         loop {
+            if lag_sampled.elapsed() >= Duration::from_secs(10) {
+                lag_sampled = Instant::now();
+                if let Ok(lag) = self.consumer.lag(Duration::from_secs(5)).await {
+                    self.metrics.lag.set(lag);
+                }
+            }
             let stopping = cancel.is_cancelled();
             if !stopping {
                 match self.consumer.next_batch(10_000, poll, &cancel).await {
                     Ok(batch) => {
+                        self.metrics.consumed.inc_by(batch.len() as u64);
                         for record in &batch {
                             let decoded = match record.payload.as_deref() {
                                 None => Err("the record has no value".to_owned()),
@@ -97,7 +109,11 @@ impl LakeSink {
                                 Ok(sample) => self.writer_mut().add(record, sample),
                                 Err(reason) => Added::Rejected(reason),
                             };
+                            if outcome == Added::AlreadyInLake {
+                                self.metrics.duplicates.inc();
+                            }
                             if let Added::Rejected(reason) = outcome {
+                                self.metrics.dead_letters.inc();
                                 // Kept in the DLQ before its offset can be committed.
                                 while let Err(e) = self.dead_letters.send(record, &reason).await {
                                     tracing::warn!(error = %e, "lake sink: dead-letter write failed; retrying");
@@ -161,6 +177,8 @@ impl LakeSink {
             .writer
             .take()
             .ok_or_else(|| Error::Internal("writer missing".into()))?;
+        let rows = writer.buffered_rows();
+        let started = std::time::Instant::now();
         let (writer, result) = tokio::task::spawn_blocking(move || {
             let r = writer.flush();
             (writer, r)
@@ -169,6 +187,10 @@ impl LakeSink {
         .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
         self.writer = Some(writer);
         let files = result?;
+        self.metrics.written.inc_by(rows as u64);
+        self.metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
         if !files.is_empty() {
             tracing::debug!(files = files.len(), "lake sink wrote files");
         }

@@ -1,6 +1,7 @@
 use crate::backoff::Backoff;
 use crate::dlq::DeadLetters;
 use crate::error::Result;
+use crate::metrics::SinkMetrics;
 use crate::mongo::document::to_document;
 use labstream_bus::{BatchConsumer, Record};
 use labstream_schemas::{Codec, Sample};
@@ -10,10 +11,12 @@ use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const DUPLICATE_KEY: i32 = 11000;
+/// How often the consumer lag gauge is refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(10);
 
 /// `[sinks.mongo]` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,6 +55,7 @@ pub struct MongoSink {
     dead_letters: DeadLetters,
     config: MongoSinkConfig,
     indexed: HashSet<String>,
+    metrics: SinkMetrics,
 }
 
 impl MongoSink {
@@ -61,6 +65,7 @@ impl MongoSink {
         codec: Codec,
         dead_letters: DeadLetters,
         config: MongoSinkConfig,
+        metrics: SinkMetrics,
     ) -> Self {
         Self {
             consumer,
@@ -69,6 +74,7 @@ impl MongoSink {
             dead_letters,
             config,
             indexed: HashSet::new(),
+            metrics,
         }
     }
 
@@ -76,7 +82,14 @@ impl MongoSink {
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
         tracing::info!(group = self.consumer.group_id(), "mongo sink started");
         let mut backoff = Backoff::new(self.config.retry_backoff_max);
+        let mut lag_sampled = Instant::now();
         while !cancel.is_cancelled() {
+            if lag_sampled.elapsed() >= LAG_EVERY {
+                lag_sampled = Instant::now();
+                if let Ok(lag) = self.consumer.lag(Duration::from_secs(5)).await {
+                    self.metrics.lag.set(lag);
+                }
+            }
             let batch = match self
                 .consumer
                 .next_batch(
@@ -96,6 +109,8 @@ impl MongoSink {
             if batch.is_empty() {
                 continue;
             }
+            self.metrics.consumed.inc_by(batch.len() as u64);
+            let started = Instant::now();
             // The batch is retried until written: its offsets are not committed before.
             loop {
                 match self.write(&batch).await {
@@ -113,6 +128,9 @@ impl MongoSink {
                 }
             }
             backoff.reset();
+            self.metrics
+                .write_seconds
+                .observe(started.elapsed().as_secs_f64());
             if let Err(e) = self.consumer.commit(&batch).await {
                 // Harmless for correctness: the batch is re-read and deduplicated.
                 tracing::warn!(error = %e, "mongo sink: commit failed");
@@ -137,7 +155,10 @@ impl MongoSink {
                     .entry(format!("samples_{}", sample.sensor_type))
                     .or_default()
                     .push(to_document(&sample)),
-                Err(reason) => self.dead_letters.send(record, &reason).await?,
+                Err(reason) => {
+                    self.dead_letters.send(record, &reason).await?;
+                    self.metrics.dead_letters.inc();
+                }
             }
         }
         let mut inserted = 0usize;
@@ -157,6 +178,8 @@ impl MongoSink {
                 }
             }
         }
+        self.metrics.written.inc_by(inserted as u64);
+        self.metrics.duplicates.inc_by(duplicates as u64);
         tracing::debug!(inserted, duplicates, "mongo sink wrote a batch");
         Ok(())
     }
