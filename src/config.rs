@@ -8,7 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use labstream_bus::KafkaConfig;
 use labstream_ingest::IngestConfig;
 use labstream_schemas::Registry;
-use labstream_sinks::lake::LakeSinkConfig;
+use labstream_sinks::lake::{CompactionConfig, LakeSinkConfig};
 use labstream_sinks::mongo::MongoSinkConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -24,6 +24,7 @@ pub(crate) struct Settings {
     pub(crate) registry: RegistrySettings,
     pub(crate) ingest: IngestConfig,
     pub(crate) sinks: SinksSettings,
+    pub(crate) compaction: CompactionConfig,
     pub(crate) auth: AuthSettings,
     pub(crate) log: LogSettings,
 }
@@ -197,6 +198,9 @@ fn validate(s: &Settings) -> anyhow::Result<()> {
     if s.kafka.brokers.trim().is_empty() {
         bail!("kafka.brokers must name at least one broker");
     }
+    s.compaction
+        .validate()
+        .map_err(|e| anyhow::anyhow!("compaction: {e}"))?;
     if s.sinks.lake.flush_rows == 0 || s.sinks.mongo.batch_max_records == 0 {
         bail!("sinks.lake.flush_rows and sinks.mongo.batch_max_records must be at least 1");
     }

@@ -1,6 +1,7 @@
 //! The `labstream` binary: one subcommand per role or tool. It reads settings, builds
 //! clients and hands them to the component crates.
 
+mod compact_cli;
 mod config;
 mod query_cli;
 mod serve;
@@ -42,6 +43,9 @@ enum Command {
     },
     /// Run SQL over the lake and print the result.
     Query(query_cli::QueryArgs),
+    /// Merge the lake's small files into sorted larger ones, dropping duplicate samples
+    /// (serve also does it on a schedule); safe while queries run.
+    Compact(compact_cli::CompactArgs),
     /// Post a simulated sensor feed (every sensor type of the registry) to ingest.
     Simulate(simulate::SimulateArgs),
     /// Make signing keys, mint JWTs for sensors and users, inspect a token.
@@ -57,7 +61,7 @@ enum Command {
 enum SinkKind {
     /// Raw samples into MongoDB, one collection per sensor type.
     Mongo,
-    /// Samples into the Parquet lake.
+    /// Samples into the Parquet lake, with scheduled compaction ([compaction]).
     Lake,
 }
 
@@ -112,6 +116,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init("warn");
             runtime.block_on(query_cli::run(&settings, args))
         }
+        Command::Compact(args) => {
+            telemetry::init("warn");
+            compact_cli::run(&settings, args)
+        }
         Command::Simulate(args) => {
             telemetry::init(&settings.log.filter);
             runtime.block_on(simulate::run(&settings, args))
@@ -144,8 +152,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     mongo_sink: true,
                     ..Default::default()
                 },
+                // The lake's writer also keeps it compact (one compactor at a time, by lock).
                 SinkKind::Lake => serve::Roles {
                     lake_sink: true,
+                    compaction: settings.compaction.enabled,
                     ..Default::default()
                 },
             };

@@ -25,6 +25,7 @@ pub(crate) struct Roles {
     pub(crate) api: bool,
     pub(crate) mongo_sink: bool,
     pub(crate) lake_sink: bool,
+    pub(crate) compaction: bool,
 }
 
 impl Roles {
@@ -34,6 +35,7 @@ impl Roles {
             api: true,
             mongo_sink: settings.sinks.mongo.enabled,
             lake_sink: settings.sinks.lake.enabled,
+            compaction: settings.compaction.enabled,
         }
     }
 }
@@ -134,6 +136,18 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         tasks.push((
             "sink-lake",
             tokio::spawn(async move { Ok(sink.run(c).await?) }),
+        ));
+    }
+    if roles.compaction {
+        let compactor = labstream_sinks::lake::Compactor::new(
+            settings.lake.path.clone(),
+            registry.clone(),
+            settings.compaction.clone(),
+        );
+        let c = cancel.clone();
+        tasks.push((
+            "compaction",
+            tokio::spawn(async move { Ok(compactor.run(c).await?) }),
         ));
     }
     if roles.ingest || roles.api {

@@ -29,6 +29,7 @@ fn every_subcommand_has_help() {
         vec!["config", "--help"],
         vec!["config", "check", "--help"],
         vec!["token", "--help"],
+        vec!["compact", "--help"],
         vec!["token", "keygen", "--help"],
         vec!["token", "issue", "--help"],
     ] {

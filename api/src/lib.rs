@@ -2,6 +2,7 @@
 //! health. Queries never modify anything and never read outside the lake.
 
 mod error;
+mod lake_store;
 mod query;
 mod routes;
 

@@ -1,14 +1,19 @@
 //! SQL over the lake. Each query gets a fresh DataFusion session with one table per
 //! sensor type that has data (`samples_<type>`), partitioned by `date` and `experiment`.
 //! Only queries are planned: DDL, DML and other statements are refused, and the only
-//! tables are the lake's, so nothing outside it is readable.
+//! tables are the lake's, so nothing outside it is readable. Files are listed through
+//! `LakeStore`, which shows only live lake files: a query racing compaction reads every
+//! row exactly once.
 
 use crate::error::{Error, Result};
+use crate::lake_store::LakeStore;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::options::ParquetReadOptions;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct QueryEngine {
@@ -38,6 +43,11 @@ impl QueryEngine {
             .with_information_schema(true)
             .with_target_partitions(2);
         let ctx = SessionContext::new_with_config(config);
+        // Every table is a local folder (`file://`): list it through the lake's view.
+        ctx.register_object_store(
+            ObjectStoreUrl::local_filesystem().as_ref(),
+            Arc::new(LakeStore::new()),
+        );
         for (name, dir) in sample_tables(&self.lake)? {
             let options = ParquetReadOptions::default().table_partition_cols(vec![
                 ("date".to_owned(), DataType::Utf8),

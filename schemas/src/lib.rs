@@ -6,6 +6,7 @@ pub mod auth;
 mod codec;
 mod error;
 mod ids;
+pub mod lake_layout;
 mod registry;
 mod sample;
 mod topics;

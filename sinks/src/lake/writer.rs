@@ -16,6 +16,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Rows per Parquet row group in lake files: large enough for good compression and
+/// few footer entries, small enough that statistics prune within a day's file.
+pub(crate) const MAX_ROW_GROUP_ROWS: usize = 128 * 1024;
+
 /// What `LakeWriter::add` did with a record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Added {
@@ -90,7 +94,7 @@ impl LakeWriter {
             high_water,
             rows: 0,
             bytes: 0,
-            max_row_group_rows: 128 * 1024,
+            max_row_group_rows: MAX_ROW_GROUP_ROWS,
         })
     }
 
@@ -196,23 +200,17 @@ fn estimate_bytes(s: &Sample) -> usize {
             .sum::<usize>()
 }
 
-fn io(path: &Path, source: std::io::Error) -> Error {
+pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
     Error::LakeIo {
         path: path.display().to_string(),
         source,
     }
 }
 
-fn write_file(
-    dir: &Path,
-    name: &str,
-    batch: &arrow::record_batch::RecordBatch,
-    max_row_group_rows: usize,
-) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let final_path = dir.join(name);
-    let tmp_path = dir.join(format!(".{name}.tmp"));
-    let props = WriterProperties::builder()
+/// Properties of every lake file, the compactor's outputs included: zstd, page
+/// statistics, rows sorted by (sensor_id, ts) and declared so, bounded row groups.
+pub(crate) fn writer_properties(max_row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
@@ -231,7 +229,19 @@ fn write_file(
             },
         ]))
         .set_created_by(format!("labstream {}", env!("CARGO_PKG_VERSION")))
-        .build();
+        .build()
+}
+
+fn write_file(
+    dir: &Path,
+    name: &str,
+    batch: &arrow::record_batch::RecordBatch,
+    max_row_group_rows: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let final_path = dir.join(name);
+    let tmp_path = dir.join(format!(".{name}.tmp"));
+    let props = writer_properties(max_row_group_rows);
     let file = File::create(&tmp_path).map_err(|e| io(&tmp_path, e))?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
         .map_err(|e| Error::Parquet(e.to_string()))?;
