@@ -244,3 +244,73 @@ async fn sinks_killed_repeatedly_then_replayed_hold_every_sample_exactly_once() 
     );
     db.drop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lake_sinks_sharing_the_partitions_survive_a_member_crash() {
+    let stack = TestStack::start_command(
+        "ingest",
+        &[
+            ("LABSTREAM__SINKS__LAKE__FLUSH_INTERVAL", "200ms"),
+            // Compaction would hide duplicates; the lake must be right without it.
+            ("LABSTREAM__COMPACTION__ENABLED", "false"),
+        ],
+    )
+    .await;
+    let mut first = stack.worker(&["sink", "lake"]);
+    let second = stack.worker(&["sink", "lake"]);
+    let mut want = Contents::new();
+    let client = reqwest::Client::new();
+    for r in 0..30i64 {
+        let batch: Vec<serde_json::Value> = (0..40i64)
+            .map(|i| {
+                let n = r * 40 + i;
+                let id = format!("q-{}", n % 12);
+                let ts = T0 - DAY_US + n * 1_000;
+                let watts = n as f64 * 2.0;
+                want.insert((id.clone(), ts), watts);
+                serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
+            })
+            .collect();
+        let resp = client
+            .post(format!("{}/v1/samples?precision=us", stack.url))
+            .bearer_auth(&stack.token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // One member dies mid-stream; the other takes its partitions after the session
+        // timeout; then it comes back and the partitions are split again.
+        if r == 8 {
+            first.kill9();
+        }
+        if r == 22 {
+            first.start();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (n, _) = lake_rows(&stack);
+        if n >= want.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lake holds {n} of {} rows\n{}\n----\n{}",
+            want.len(),
+            first.logs(),
+            second.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (n, contents) = lake_rows(&stack);
+    assert_eq!(n, want.len(), "rows written twice");
+    assert_eq!(contents, want);
+    assert!(
+        second.logs().contains("partitions assigned"),
+        "the survivor never took over:\n{}",
+        second.logs()
+    );
+}

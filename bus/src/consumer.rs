@@ -50,6 +50,11 @@ impl Positions {
         self.next.is_empty()
     }
 
+    /// Forgets the topic-partitions for which `keep` is false (e.g. revoked ones).
+    pub fn retain(&mut self, keep: impl Fn(&str, i32) -> bool) {
+        self.next.retain(|(t, p), _| keep(t, *p));
+    }
+
     pub fn clear(&mut self) {
         self.next.clear();
     }

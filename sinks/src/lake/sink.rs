@@ -9,6 +9,7 @@ use crate::metrics::SinkMetrics;
 use labstream_bus::{BatchConsumer, Positions};
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,8 @@ impl LakeSink {
         let mut backoff = Backoff::new(self.config.retry_backoff_max);
         let poll = self.config.flush_interval.min(Duration::from_millis(500));
         let mut lag_sampled = Instant::now();
+        let mut generation = 0u64;
+        let mut owned: BTreeSet<(String, i32)> = BTreeSet::new();
         loop {
             if lag_sampled.elapsed() >= Duration::from_secs(10) {
                 lag_sampled = Instant::now();
@@ -97,8 +100,27 @@ impl LakeSink {
             if !stopping {
                 match self.consumer.next_batch(10_000, poll, &cancel).await {
                     Ok(batch) => {
+                        // Partitions moved (a member joined, left or died): drop what
+                        // belongs to others now and re-read what they may have written.
+                        let now = self.consumer.assignment_generation();
+                        if now != generation {
+                            generation = now;
+                            owned = self.consumer.assigned();
+                            let keep = |t: &str, p: i32| owned.contains(&(t.to_owned(), p));
+                            self.writer_mut().retain_partitions(keep);
+                            positions.retain(keep);
+                            while let Err(e) = self.writer_mut().reload_high_water() {
+                                tracing::warn!(error = %e, "lake sink: reading the lake failed; retrying");
+                                if !backoff.wait(&cancel).await {
+                                    return Ok(());
+                                }
+                            }
+                        }
                         self.metrics.consumed.inc_by(batch.len() as u64);
                         for record in &batch {
+                            if !owned.contains(&(record.topic.clone(), record.partition)) {
+                                continue;
+                            }
                             let decoded = match record.payload.as_deref() {
                                 None => Err("the record has no value".to_owned()),
                                 Some(b) => {

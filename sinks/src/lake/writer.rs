@@ -65,28 +65,7 @@ impl LakeWriter {
     /// Opens the lake at `root`: removes temporary files of an interrupted write and
     /// reads the offset ranges of the files already there.
     pub fn open(root: &Path, registry: Arc<Registry>) -> Result<Self> {
-        let samples = root.join(SAMPLES_DIR);
-        std::fs::create_dir_all(&samples).map_err(|e| io(&samples, e))?;
-        let mut high_water = HashMap::new();
-        let mut stack = vec![samples];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
-                let entry = entry.map_err(|e| io(&dir, e))?;
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if entry.file_type().map_err(|e| io(&path, e))?.is_dir() {
-                    stack.push(path);
-                } else if name.ends_with(".tmp") {
-                    tracing::info!(path = %path.display(), "removing a file of an interrupted write");
-                    std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
-                } else if let Some(part) = PartFile::parse(&name) {
-                    let e = high_water
-                        .entry((dir.clone(), part.topic, part.partition))
-                        .or_insert(i64::MIN);
-                    *e = (*e).max(part.last_offset);
-                }
-            }
-        }
+        let high_water = scan_high_water(root)?;
         Ok(Self {
             root: root.to_owned(),
             registry,
@@ -96,6 +75,32 @@ impl LakeWriter {
             bytes: 0,
             max_row_group_rows: MAX_ROW_GROUP_ROWS,
         })
+    }
+
+    /// Re-reads the offset ranges in the lake. Needed when partitions move between
+    /// sink instances: files the previous owner wrote must not be written again.
+    pub fn reload_high_water(&mut self) -> Result<()> {
+        self.high_water = scan_high_water(&self.root)?;
+        Ok(())
+    }
+
+    /// Drops the buffered records of the topic-partitions for which `keep` is false
+    /// (revoked from this instance: their new owner reads them again from the last
+    /// commit, so writing them here would duplicate them).
+    pub fn retain_partitions(&mut self, keep: impl Fn(&str, i32) -> bool) {
+        let mut dropped = 0usize;
+        self.buffers.retain(|key, buffer| {
+            let k = keep(&key.topic, key.partition);
+            if !k {
+                dropped += buffer.samples.len();
+                self.rows -= buffer.samples.len();
+                self.bytes -= buffer.samples.iter().map(estimate_bytes).sum::<usize>();
+            }
+            k
+        });
+        if dropped > 0 {
+            tracing::info!(dropped, "dropped buffered records of revoked partitions");
+        }
     }
 
     pub fn buffered_rows(&self) -> usize {
@@ -189,6 +194,45 @@ impl LakeWriter {
         self.bytes = 0;
         Ok(written)
     }
+}
+
+/// A temporary file older than this belongs to a write that died (a live write takes
+/// seconds); younger ones may be another instance's write in progress.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Highest offset in a file, per directory and topic-partition; removes stale temp files.
+fn scan_high_water(root: &Path) -> Result<HashMap<(PathBuf, String, i32), i64>> {
+    let samples = root.join(SAMPLES_DIR);
+    std::fs::create_dir_all(&samples).map_err(|e| io(&samples, e))?;
+    let mut high_water = HashMap::new();
+    let mut stack = vec![samples];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().map_err(|e| io(&path, e))?.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".tmp") {
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TMP);
+                if stale {
+                    tracing::info!(path = %path.display(), "removing a file of an interrupted write");
+                    std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+                }
+            } else if let Some(part) = PartFile::parse(&name) {
+                let e = high_water
+                    .entry((dir.clone(), part.topic, part.partition))
+                    .or_insert(i64::MIN);
+                *e = (*e).max(part.last_offset);
+            }
+        }
+    }
+    Ok(high_water)
 }
 
 fn estimate_bytes(s: &Sample) -> usize {
