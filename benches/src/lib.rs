@@ -1,2 +1,14 @@
-//! labstream benchmarks. Micro-benches of hot paths live in `benches/benches/`; run
-//! them with `cargo bench -p labstream-benches`.
+//! labstream benchmarks: the load generator behind `labstream-loadgen` and
+//! `benches/run` (a simulated sensor fleet, HTTP and raw-Kafka targets, closed and open
+//! workload models, HDR latency recording, the RESULTS.md writer), and criterion
+//! micro-benches of hot paths in `benches/benches/` (`cargo bench -p labstream-benches`).
+//! Benchmarks are not tests: targets are checked in the report, never asserted.
+
+pub mod fleet;
+pub mod models;
+pub mod process_stats;
+pub mod recorder;
+pub mod report;
+pub mod runner;
+pub mod target;
+pub mod wire;
