@@ -98,6 +98,18 @@ async fn wait_for(stack: &TestStack, db: &mongodb::Database, want: &Contents, wo
     }
 }
 
+/// Posts a JSON batch (µs timestamps) and asserts ingest accepted it.
+async fn post_accepted(client: &reqwest::Client, stack: &TestStack, batch: &[serde_json::Value]) {
+    let resp = client
+        .post(format!("{}/v1/samples?precision=us", stack.url))
+        .bearer_auth(&stack.token)
+        .json(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+}
+
 fn group_offsets(stack: &TestStack, group: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &stack.brokers)
@@ -170,14 +182,7 @@ async fn sinks_killed_repeatedly_then_replayed_hold_every_sample_exactly_once() 
                 serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
             })
             .collect();
-        let resp = client
-            .post(format!("{}/v1/samples?precision=us", stack.url))
-            .bearer_auth(&stack.token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        post_accepted(&client, &stack, &batch).await;
         // Every few requests, crash both sinks mid-stream and start them again.
         if r % 6 == 5 {
             tokio::time::sleep(Duration::from_millis(150 + (r as u64 * 37) % 400)).await;
@@ -271,14 +276,7 @@ async fn two_lake_sinks_sharing_the_partitions_survive_a_member_crash() {
                 serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
             })
             .collect();
-        let resp = client
-            .post(format!("{}/v1/samples?precision=us", stack.url))
-            .bearer_auth(&stack.token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        post_accepted(&client, &stack, &batch).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
         // One member dies mid-stream; the other takes its partitions after the session
         // timeout; then it comes back and the partitions are split again.

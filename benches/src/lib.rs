@@ -4,11 +4,11 @@
 //! micro-benches of hot paths in `benches/benches/` (`cargo bench -p labstream-benches`).
 //! Benchmarks are not tests: targets are checked in the report, never asserted.
 
+pub mod endpoint;
 pub mod fleet;
 pub mod models;
 pub mod process_stats;
 pub mod recorder;
 pub mod report;
 pub mod runner;
-pub mod target;
 pub mod wire;

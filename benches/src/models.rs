@@ -4,9 +4,9 @@
 //! as independent sensors do; each request's latency counts from the moment the
 //! schedule wanted it sent, so queueing in the generator or the target is included.
 
+use crate::endpoint::Target;
 use crate::fleet::Fleet;
 use crate::recorder::Recorder;
-use crate::target::Target;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

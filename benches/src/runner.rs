@@ -2,11 +2,11 @@
 //! every few seconds on stderr while it runs and returns the result that the load
 //! generator prints as JSON and the report reads back.
 
+use crate::endpoint::Target;
 use crate::fleet::Fleet;
 use crate::models::{self, Schedule};
 use crate::process_stats::{self, CpuSnapshot, CpuUse, Memory, Watched};
 use crate::recorder::{Measured, Recorder, Window};
-use crate::target::Target;
 use crate::wire::Format;
 use labstream_schemas::Registry;
 use serde::{Deserialize, Serialize};

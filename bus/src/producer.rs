@@ -46,13 +46,7 @@ impl Producer {
     /// Appends one record and waits for its acknowledgement.
     pub async fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Delivery> {
         let record = FutureRecord::to(topic).key(key).payload(payload);
-        match self.inner.send(record, Timeout::After(self.timeout)).await {
-            Ok(d) => Ok(Delivery {
-                partition: d.partition,
-                offset: d.offset,
-            }),
-            Err((e, _)) => Err(Error::Produce(e)),
-        }
+        delivered(self.inner.send(record, Timeout::After(self.timeout)).await)
     }
 
     /// Appends one record with headers (used for the dead-letter queue).
@@ -75,17 +69,20 @@ impl Producer {
         if let Some(key) = key {
             record = record.key(key);
         }
-        match self.inner.send(record, Timeout::After(self.timeout)).await {
-            Ok(d) => Ok(Delivery {
-                partition: d.partition,
-                offset: d.offset,
-            }),
-            Err((e, _)) => Err(Error::Produce(e)),
-        }
+        delivered(self.inner.send(record, Timeout::After(self.timeout)).await)
     }
 
     /// Waits until everything queued is delivered (used at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.inner.flush(timeout).map_err(Error::Produce)
     }
+}
+
+fn delivered(result: rdkafka::producer::future_producer::OwnedDeliveryResult) -> Result<Delivery> {
+    result
+        .map(|d| Delivery {
+            partition: d.partition,
+            offset: d.offset,
+        })
+        .map_err(|(e, _)| Error::Produce(e))
 }

@@ -5,10 +5,10 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use labstream_benches::endpoint::{HttpTarget, KafkaTarget};
 use labstream_benches::process_stats::Watched;
 use labstream_benches::report::{self, RunContext, Spread};
 use labstream_benches::runner::{self, Model, RunResult, RunSpec};
-use labstream_benches::target::{HttpTarget, KafkaTarget};
 use labstream_benches::wire::Format;
 use labstream_bus::{KafkaConfig, TopicSpec};
 use std::path::PathBuf;

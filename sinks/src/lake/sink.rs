@@ -9,7 +9,7 @@ use crate::metrics::SinkMetrics;
 use labstream_bus::{BatchConsumer, Positions};
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +88,8 @@ impl LakeSink {
         let poll = self.config.flush_interval.min(Duration::from_millis(500));
         let mut lag_sampled = Instant::now();
         let mut generation = 0u64;
-        let mut owned: BTreeSet<(String, i32)> = BTreeSet::new();
+        // topic -> owned partitions; looked up per record without allocating.
+        let mut owned: HashMap<String, HashSet<i32>> = HashMap::new();
         loop {
             if lag_sampled.elapsed() >= Duration::from_secs(10) {
                 lag_sampled = Instant::now();
@@ -105,8 +106,11 @@ impl LakeSink {
                         let now = self.consumer.assignment_generation();
                         if now != generation {
                             generation = now;
-                            owned = self.consumer.assigned();
-                            let keep = |t: &str, p: i32| owned.contains(&(t.to_owned(), p));
+                            owned.clear();
+                            for (topic, partition) in self.consumer.assigned() {
+                                owned.entry(topic).or_default().insert(partition);
+                            }
+                            let keep = |t: &str, p: i32| owns(&owned, t, p);
                             self.writer_mut().retain_partitions(keep);
                             positions.retain(keep);
                             while let Err(e) = self.writer_mut().reload_high_water() {
@@ -118,7 +122,7 @@ impl LakeSink {
                         }
                         self.metrics.consumed.inc_by(batch.len() as u64);
                         for record in &batch {
-                            if !owned.contains(&(record.topic.clone(), record.partition)) {
+                            if !owns(&owned, &record.topic, record.partition) {
                                 continue;
                             }
                             let decoded = match record.payload.as_deref() {
@@ -218,4 +222,8 @@ impl LakeSink {
         }
         Ok(())
     }
+}
+
+fn owns(owned: &HashMap<String, HashSet<i32>>, topic: &str, partition: i32) -> bool {
+    owned.get(topic).is_some_and(|p| p.contains(&partition))
 }
