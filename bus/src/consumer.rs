@@ -154,6 +154,38 @@ impl BatchConsumer {
         &self.group_id
     }
 
+    /// What a transactional producer needs to commit this member's offsets.
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.inner.group_metadata()
+    }
+
+    /// Moves every assigned partition back to its committed offset (the start of the
+    /// log where none is committed), e.g. after an aborted transaction, so the records
+    /// consumed since the last commit are delivered again.
+    pub async fn rewind_to_committed(&self, timeout: Duration) -> Result<()> {
+        let consumer = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let committed = consumer.committed(timeout).map_err(Error::Consume)?;
+            let mut tpl = TopicPartitionList::new();
+            for e in committed.elements() {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                };
+                tpl.add_partition_offset(e.topic(), e.partition(), offset)
+                    .map_err(Error::Consume)?;
+            }
+            if tpl.count() > 0 {
+                consumer
+                    .seek_partitions(tpl, timeout)
+                    .map_err(Error::Consume)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Admin(format!("rewind task failed: {e}")))?
+    }
+
     /// Waits up to `max_wait` for records and returns at most `max_records` of them;
     /// an empty batch when nothing arrived or `cancel` fired, so callers can flush on time.
     pub async fn next_batch(

@@ -15,13 +15,19 @@ pub enum Error {
     Commit(KafkaError),
     #[error("Kafka topic administration failed: {0}")]
     Admin(String),
+    #[error("Kafka transaction failed: {0}; the batch is processed again")]
+    Transaction(KafkaError),
+    #[error(
+        "this producer was fenced: another instance took over its transactional id ({0}); stop this one"
+    )]
+    Fenced(KafkaError),
     #[error("Kafka at {brokers} is not reachable: {cause}")]
     Unreachable { brokers: String, cause: KafkaError },
 }
 
 impl Error {
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Error::Config(_))
+        !matches!(self, Error::Config(_) | Error::Fenced(_))
     }
 }
 

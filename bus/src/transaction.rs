@@ -1,0 +1,163 @@
+//! Consume-transform-produce in Kafka transactions: the records a processor derives
+//! from a batch and the batch's consumer offsets commit together or not at all, so a
+//! crash at any point neither loses nor repeats an output (readers use read_committed).
+//! A `transactional.id` is owned by one live producer: starting a second one with the
+//! same id fences the first (its next commit fails with [`Error::Fenced`]).
+
+use crate::config::KafkaConfig;
+use crate::consumer::{BatchConsumer, Positions};
+use crate::error::{Error, Result};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A producer whose writes become visible only when [`commit`](Self::commit) succeeds.
+/// Methods block on the brokers (a few milliseconds on a healthy cluster); call them
+/// from `spawn_blocking` or a dedicated task when that matters.
+#[derive(Clone)]
+pub struct TransactionalProducer {
+    inner: Arc<ThreadedProducer<DefaultProducerContext>>,
+    timeout: Duration,
+    transactional_id: String,
+}
+
+impl std::fmt::Debug for TransactionalProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionalProducer")
+            .field("transactional_id", &self.transactional_id)
+            .finish()
+    }
+}
+
+impl TransactionalProducer {
+    /// Creates the producer and registers `transactional_id` with the cluster, which
+    /// aborts any transaction a previous owner of the id left open and fences it.
+    pub fn new(config: &KafkaConfig, transactional_id: &str) -> Result<Self> {
+        let timeout = config.produce_timeout.max(Duration::from_secs(1));
+        let mut client = config.client_config();
+        client
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            // A transaction left open by a crashed process blocks read_committed readers
+            // until the coordinator aborts it; keep that bounded.
+            .set("transaction.timeout.ms", "60000");
+        for (k, v) in &config.librdkafka {
+            client.set(k, v);
+        }
+        let inner: ThreadedProducer<DefaultProducerContext> =
+            client.create().map_err(Error::Config)?;
+        inner.init_transactions(timeout).map_err(txn_error)?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            timeout,
+            transactional_id: transactional_id.to_owned(),
+        })
+    }
+
+    pub fn transactional_id(&self) -> &str {
+        &self.transactional_id
+    }
+
+    pub fn begin(&self) -> Result<()> {
+        self.inner.begin_transaction().map_err(txn_error)
+    }
+
+    /// Queues a record in the open transaction. Delivery errors surface at `commit`.
+    pub fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<()> {
+        self.send_with_headers(topic, key, payload, &[])
+    }
+
+    pub fn send_with_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<()> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, value) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(*value),
+            });
+        }
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .key(key)
+            .payload(payload);
+        if !headers.is_empty() {
+            record = record.headers(owned);
+        }
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    // The local queue drains as the brokers acknowledge; wait a little.
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(Error::Produce(e)),
+            }
+        }
+    }
+
+    /// Adds `positions` as `consumer`'s group offsets to the transaction and commits it:
+    /// outputs and offsets become visible together. On error the transaction is not
+    /// committed; call [`abort`](Self::abort) (unless the error is [`Error::Fenced`]),
+    /// rewind the consumer and process the batch again.
+    pub fn commit(&self, positions: &Positions, consumer: &BatchConsumer) -> Result<()> {
+        if !positions.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition, offset) in positions.iter() {
+                tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                    .map_err(Error::Commit)?;
+            }
+            let metadata = consumer.group_metadata().ok_or_else(|| {
+                Error::Admin("the consumer has no group metadata (not in a group)".into())
+            })?;
+            self.inner
+                .send_offsets_to_transaction(&tpl, &metadata, self.timeout)
+                .map_err(txn_error)?;
+        }
+        self.inner
+            .commit_transaction(self.timeout)
+            .map_err(txn_error)
+    }
+
+    /// Commits the open transaction without consumer offsets (command handlers).
+    pub fn commit_without_offsets(&self) -> Result<()> {
+        self.inner
+            .commit_transaction(self.timeout)
+            .map_err(txn_error)
+    }
+
+    /// Drops everything sent since `begin`.
+    pub fn abort(&self) -> Result<()> {
+        self.inner
+            .abort_transaction(self.timeout)
+            .map_err(txn_error)
+    }
+}
+
+fn txn_error(e: KafkaError) -> Error {
+    match &e {
+        KafkaError::Transaction(inner) if inner.is_fatal() => Error::Fenced(e),
+        KafkaError::Transaction(inner)
+            if matches!(
+                inner.code(),
+                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
+            ) =>
+        {
+            Error::Fenced(e)
+        }
+        _ => Error::Transaction(e),
+    }
+}
