@@ -14,11 +14,28 @@ const HEADER_LEN: usize = 10;
 
 /// Every schema version this build knows, oldest first per record. Add a new file here
 /// when a schema evolves; the compatibility test checks each against its predecessor.
-const SCHEMA_FILES: &[(&str, u32, &str)] = &[(
-    "labstream.Sample",
-    1,
-    include_str!("../avro/sample.v1.avsc"),
-)];
+const SCHEMA_FILES: &[(&str, u32, &str)] = &[
+    (
+        "labstream.Sample",
+        1,
+        include_str!("../avro/sample.v1.avsc"),
+    ),
+    (
+        "labstream.AlertRule",
+        1,
+        include_str!("../avro/alert_rule.v1.avsc"),
+    ),
+    (
+        "labstream.AlertEvent",
+        1,
+        include_str!("../avro/alert_event.v1.avsc"),
+    ),
+    (
+        "labstream.AlertState",
+        1,
+        include_str!("../avro/alert_state.v1.avsc"),
+    ),
+];
 
 /// A Rust type with exactly one Avro record in `schemas/avro/`.
 pub trait AvroRecord: Sized {

@@ -2,6 +2,7 @@
 //! truth), one Rust type per record, the single-object codec that makes every message
 //! name its writer schema, the topic catalog and the sensor-type registry model.
 
+mod alert;
 pub mod auth;
 mod codec;
 mod error;
@@ -11,6 +12,10 @@ mod registry;
 mod sample;
 mod topics;
 
+pub use alert::{
+    AlertCondition, AlertEvent, AlertPhase, AlertRule, AlertState, AlertStatus, RuleId, Severity,
+    alert_key,
+};
 pub use codec::{AvroRecord, Codec, SchemaVersion, fingerprint_of};
 pub use error::{Error, Result};
 pub use ids::{SensorId, SensorType};

@@ -30,6 +30,22 @@ impl Topics {
     pub fn samples_dlq(&self) -> String {
         self.name("samples.dlq")
     }
+
+    /// Alert rules, compacted; keyed by rule_id, a tombstone deletes the rule.
+    pub fn alerts_rules(&self) -> String {
+        self.name("alerts.rules")
+    }
+
+    /// State of the alert state machines, compacted; keyed by rule_id/sensor_id.
+    pub fn alerts_state(&self) -> String {
+        self.name("alerts.state")
+    }
+
+    /// Firing and resolved events of the rules whose target is `name`; keyed by
+    /// rule_id/sensor_id.
+    pub fn alerts_topic(&self, name: &str) -> String {
+        self.name(&format!("alerts.{name}"))
+    }
 }
 
 #[cfg(test)]
@@ -40,5 +56,11 @@ mod tests {
     fn names_take_the_prefix() {
         assert_eq!(Topics::default().samples_raw(), "samples.raw");
         assert_eq!(Topics::new("lab1.").samples_dlq(), "lab1.samples.dlq");
+        assert_eq!(Topics::new("lab1.").alerts_rules(), "lab1.alerts.rules");
+        assert_eq!(Topics::new("lab1.").alerts_state(), "lab1.alerts.state");
+        assert_eq!(
+            Topics::new("lab1.").alerts_topic("freezers"),
+            "lab1.alerts.freezers"
+        );
     }
 }

@@ -53,3 +53,42 @@ fn every_avsc_file_is_registered_in_the_codec() {
         dir.display()
     );
 }
+
+#[test]
+fn every_record_starts_at_v1_and_is_named_as_registered() {
+    let codec = Codec::new();
+    for v in codec.versions() {
+        let apache_avro::Schema::Record(record) = &v.schema else {
+            panic!("{} v{} is not a record schema", v.name, v.version);
+        };
+        assert_eq!(
+            record.name.fullname(None),
+            v.name,
+            "v{} of {} declares another record name",
+            v.version,
+            v.name
+        );
+        for older in 1..v.version {
+            assert!(
+                codec
+                    .versions()
+                    .iter()
+                    .any(|o| o.name == v.name && o.version == older),
+                "{} v{} has no v{older}",
+                v.name,
+                v.version
+            );
+        }
+    }
+    for name in [
+        "labstream.Sample",
+        "labstream.AlertRule",
+        "labstream.AlertEvent",
+        "labstream.AlertState",
+    ] {
+        assert!(
+            codec.writer_schema(name).is_some(),
+            "{name} is not registered"
+        );
+    }
+}
