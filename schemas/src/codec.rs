@@ -35,7 +35,46 @@ const SCHEMA_FILES: &[(&str, u32, &str)] = &[
         1,
         include_str!("../avro/alert_state.v1.avsc"),
     ),
+    (
+        "labstream.EnrichedSample",
+        1,
+        include_str!("../avro/enriched_sample.v1.avsc"),
+    ),
+    (
+        "labstream.ExperimentEvent",
+        1,
+        include_str!("../avro/experiment_event.v1.avsc"),
+    ),
+    (
+        "labstream.state.ExperimentState",
+        1,
+        include_str!("../avro/experiment_state.v1.avsc"),
+    ),
 ];
+
+/// The embedded schemas, parsed once, for records whose Rust type converts through
+/// the JSON bridge and needs its schema outside a `Codec`.
+static EMBEDDED: std::sync::LazyLock<Codec> = std::sync::LazyLock::new(Codec::new);
+
+pub(crate) fn embedded_schema(name: &'static str) -> &'static Schema {
+    &EMBEDDED.latest(name).schema
+}
+
+/// Implements [`AvroRecord`] for a serde type through the JSON bridge.
+macro_rules! bridged_avro_record {
+    ($ty:ty, $name:literal) => {
+        impl $crate::codec::AvroRecord for $ty {
+            const NAME: &'static str = $name;
+            fn to_avro(&self) -> apache_avro::types::Value {
+                $crate::json_bridge::to_avro($name, $crate::codec::embedded_schema($name), self)
+            }
+            fn from_avro(value: apache_avro::types::Value) -> $crate::error::Result<Self> {
+                $crate::json_bridge::from_avro($name, $crate::codec::embedded_schema($name), value)
+            }
+        }
+    };
+}
+pub(crate) use bridged_avro_record;
 
 /// A Rust type with exactly one Avro record in `schemas/avro/`.
 pub trait AvroRecord: Sized {

@@ -28,6 +28,12 @@ macro_rules! string_id {
             }
         }
 
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+
         impl From<&str> for $name {
             fn from(value: &str) -> Self {
                 Self(value.to_owned())
@@ -49,4 +55,24 @@ string_id!(
 string_id!(
     /// Name of a sensor type in the registry, e.g. `temperature`.
     SensorType
+);
+string_id!(
+    /// An experiment, e.g. `sleep-study-2026`.
+    ExperimentId
+);
+string_id!(
+    /// A sensor configuration: which sensors an experiment records.
+    SensorConfigId
+);
+string_id!(
+    /// One recording of one participant on one task (a UUID unless given).
+    RecordingId
+);
+string_id!(
+    /// A participant of an experiment (a pseudonym, never a name).
+    ParticipantId
+);
+string_id!(
+    /// A task of an experiment's protocol.
+    TaskId
 );

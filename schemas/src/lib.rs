@@ -6,7 +6,9 @@ mod alert;
 pub mod auth;
 mod codec;
 mod error;
+pub mod experiment;
 mod ids;
+mod json_bridge;
 pub mod lake_layout;
 mod registry;
 mod sample;
@@ -18,7 +20,9 @@ pub use alert::{
 };
 pub use codec::{AvroRecord, Codec, SchemaVersion, fingerprint_of};
 pub use error::{Error, Result};
-pub use ids::{SensorId, SensorType};
+pub use ids::{
+    ExperimentId, ParticipantId, RecordingId, SensorConfigId, SensorId, SensorType, TaskId,
+};
 pub use registry::{FieldSpec, FieldType, Registry, SensorTypeSpec};
 pub use sample::{FieldValue, Sample, Timestamp};
 pub use topics::Topics;

@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// A point in time as microseconds since the Unix epoch, UTC (Avro `timestamp-micros`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
