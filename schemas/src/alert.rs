@@ -478,11 +478,17 @@ pub struct AlertState {
     pub phase: AlertPhase,
     /// Pending and firing: when the condition began to hold.
     pub since: Option<Timestamp>,
+    /// Firing: event time of the firing transition.
+    pub fired_at: Option<Timestamp>,
     /// Sequence of the last transition emitted; 0 = none.
     pub sequence: i64,
     pub last_seen: Option<Timestamp>,
     pub last_value: Option<f64>,
     pub last_value_at: Option<Timestamp>,
+    /// What the condition tested at the newest sample (the rate for rate_of_change).
+    pub last_metric: Option<f64>,
+    /// Event time the machine has advanced to; older samples are late.
+    pub clock: Timestamp,
     pub watched_since: Timestamp,
 }
 
@@ -501,10 +507,16 @@ impl AvroRecord for AlertState {
             ("sensor_type".into(), string(self.sensor_type.as_str())),
             ("phase".into(), phase),
             ("since".into(), opt_timestamp(self.since)),
+            ("fired_at".into(), opt_timestamp(self.fired_at)),
             ("sequence".into(), Value::Long(self.sequence)),
             ("last_seen".into(), opt_timestamp(self.last_seen)),
             ("last_value".into(), opt_double(self.last_value)),
             ("last_value_at".into(), opt_timestamp(self.last_value_at)),
+            ("last_metric".into(), opt_double(self.last_metric)),
+            (
+                "clock".into(),
+                Value::TimestampMicros(self.clock.as_micros()),
+            ),
             (
                 "watched_since".into(),
                 Value::TimestampMicros(self.watched_since.as_micros()),
@@ -527,10 +539,13 @@ impl AvroRecord for AlertState {
             sensor_type: SensorType::new(f.string("sensor_type")?),
             phase,
             since: f.opt_timestamp("since")?,
+            fired_at: f.opt_timestamp("fired_at")?,
             sequence: f.long("sequence")?,
             last_seen: f.opt_timestamp("last_seen")?,
             last_value: f.opt_double("last_value")?,
             last_value_at: f.opt_timestamp("last_value_at")?,
+            last_metric: f.opt_double("last_metric")?,
+            clock: f.timestamp("clock")?,
             watched_since: f.timestamp("watched_since")?,
         })
     }
@@ -871,10 +886,13 @@ mod tests {
         fn any_state_round_trips(
             phase in prop_oneof![Just(AlertPhase::Ok), Just(AlertPhase::Pending), Just(AlertPhase::Firing)],
             since in opt_ts(),
+            fired_at in opt_ts(),
             sequence in 0i64..1_000_000,
             last_seen in opt_ts(),
             last_value in proptest::option::of(-1e12f64..1e12),
             last_value_at in opt_ts(),
+            last_metric in proptest::option::of(-1e12f64..1e12),
+            clock in any::<i64>(),
             watched_since in any::<i64>(),
         ) {
             let codec = Codec::new();
@@ -882,7 +900,8 @@ mod tests {
                 rule_id: RuleId::new("r"),
                 sensor_id: SensorId::new("s-1"),
                 sensor_type: SensorType::new("temperature"),
-                phase, since, sequence, last_seen, last_value, last_value_at,
+                phase, since, fired_at, sequence, last_seen, last_value, last_value_at, last_metric,
+                clock: Timestamp::from_micros(clock),
                 watched_since: Timestamp::from_micros(watched_since),
             };
             prop_assert_eq!(codec.decode::<AlertState>(&codec.encode(&s).unwrap()).unwrap(), s);

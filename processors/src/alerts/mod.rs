@@ -1,0 +1,14 @@
+//! Threshold alerts: rules from `alerts.rules`, one state machine per (rule, sensor)
+//! evaluated in event time, and firing/resolved events written to `alerts.<name>` in
+//! the same Kafka transaction as the machines' state and the consumed offsets, so a
+//! restart neither repeats nor loses a transition.
+
+mod error;
+pub mod machine;
+pub mod rule;
+pub mod template;
+
+pub use error::{Error, Result};
+pub use machine::{Input, MachineState, Phase, Transition, step};
+pub use rule::{Condition, Rule};
+pub use template::Template;
