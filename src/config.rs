@@ -5,6 +5,7 @@
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use labstream_api::QueryConfig;
 use labstream_bus::KafkaConfig;
 use labstream_ingest::IngestConfig;
 use labstream_schemas::Registry;
@@ -25,6 +26,7 @@ pub(crate) struct Settings {
     pub(crate) ingest: IngestConfig,
     pub(crate) sinks: SinksSettings,
     pub(crate) compaction: CompactionConfig,
+    pub(crate) query: QueryConfig,
     pub(crate) auth: AuthSettings,
     pub(crate) log: LogSettings,
 }
@@ -201,6 +203,7 @@ fn validate(s: &Settings) -> anyhow::Result<()> {
     s.compaction
         .validate()
         .map_err(|e| anyhow::anyhow!("compaction: {e}"))?;
+    s.query.validate()?;
     if s.sinks.lake.flush_rows == 0 || s.sinks.mongo.batch_max_records == 0 {
         bail!("sinks.lake.flush_rows and sinks.mongo.batch_max_records must be at least 1");
     }

@@ -5,7 +5,7 @@
 use crate::config::Settings;
 use anyhow::Context;
 use axum::Router;
-use labstream_api::{ApiState, QueryEngine};
+use labstream_api::ApiState;
 use labstream_bus::{BatchConsumer, Producer, TopicSpec};
 use labstream_ingest::IngestState;
 use labstream_schemas::{Codec, Topics};
@@ -171,7 +171,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         }
         if roles.api {
             app = app.merge(labstream_api::router(ApiState {
-                engine: QueryEngine::new(settings.lake.path.clone()),
+                engine: settings.query.build(settings.lake.path.clone())?,
                 auth: verifier.clone(),
             }));
         }

@@ -1,24 +1,45 @@
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use datafusion::error::DataFusionError;
 use serde::Serialize;
 
-/// API errors by kind: a bad query (400, the analyst fixes the SQL) or an internal one
-/// (500, logged; the client gets a generic message).
+/// API errors by kind, which decides the status: the analyst fixes the request (400,
+/// 406), narrows the query (400 `memory_limit`, 504 `timeout`), retries later (429), or
+/// it is ours (500, logged; the client gets a generic message).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     BadQuery(String),
+    /// A statement that is not a read-only query (DDL, DML, COPY, SET, ...).
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("the request body must be JSON like {{\"sql\": \"SELECT ...\"}}: {0}")]
     BadRequest(String),
+    /// No output format the client accepts.
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error(
+        "the query needs more than {limit} of memory (query.max_memory_bytes): narrow it (filter on date, experiment or sensor_id, aggregate, add a LIMIT) or raise query.max_memory_bytes"
+    )]
+    MemoryLimit { limit: String },
+    #[error(
+        "the query ran longer than {limit} (query.timeout) and was stopped: narrow it (filter on date, experiment or sensor_id) or raise query.timeout"
+    )]
+    Timeout { limit: String },
+    #[error("{running} queries are already running (query.max_concurrent); retry in a moment")]
+    Busy { running: usize },
     #[error("{}", .0.reason())]
     Auth(#[from] labstream_schemas::auth::AuthError),
+    #[error("invalid query settings: {0}")]
+    Config(String),
     #[error("internal error while running the query")]
     Internal(String),
 }
 
 impl Error {
+    /// Errors of planning and running a query; resource limits are told apart by the
+    /// engine, which knows them ([`crate::QueryEngine`]).
     pub(crate) fn from_datafusion(e: DataFusionError) -> Self {
         match e.find_root() {
             DataFusionError::SQL(..)
@@ -32,7 +53,7 @@ impl Error {
 }
 
 /// DataFusion prefixes messages with its error kind; keep what the analyst needs.
-fn clean(e: &DataFusionError) -> String {
+pub(crate) fn clean(e: &DataFusionError) -> String {
     e.find_root()
         .to_string()
         .replace("Error during planning: ", "")
@@ -51,19 +72,20 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             Error::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+            Error::NotAllowed(_) => (StatusCode::BAD_REQUEST, "not_allowed"),
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
+            Error::MemoryLimit { .. } => (StatusCode::BAD_REQUEST, "memory_limit"),
+            Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Error::Busy { .. } => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             Error::Auth(e) => (
                 StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
                 e.code(),
             ),
-            Error::Internal(detail) => {
+            Error::Config(detail) | Error::Internal(detail) => {
                 tracing::error!(%detail, "query failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
-        };
-        let challenge = match &self {
-            Error::Auth(e) => e.www_authenticate(),
-            _ => None,
         };
         let mut response = (
             status,
@@ -73,11 +95,20 @@ impl IntoResponse for Error {
             }),
         )
             .into_response();
-        if let Some(challenge) = challenge {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static(challenge),
-            );
+        let headers = response.headers_mut();
+        match &self {
+            Error::Auth(e) => {
+                if let Some(challenge) = e.www_authenticate() {
+                    headers.insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(challenge),
+                    );
+                }
+            }
+            Error::Busy { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }

@@ -1,11 +1,17 @@
 //! The HTTP API of labstream: read-only SQL over the Parquet lake with DataFusion, and
-//! health. Queries never modify anything and never read outside the lake.
+//! health. Queries never modify anything, never read outside the lake, and run under
+//! per-query memory and time limits.
 
+mod config;
 mod error;
+mod format;
 mod lake_store;
 mod query;
 mod routes;
+mod sandbox;
 
+pub use config::QueryConfig;
 pub use error::{Error, Result};
-pub use query::{QueryEngine, QueryResult};
+pub use format::{Encoder, Format};
+pub use query::{QueryEngine, QueryResult, QueryStream};
 pub use routes::{ApiState, router};

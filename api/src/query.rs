@@ -1,33 +1,87 @@
 //! SQL over the lake. Each query gets a fresh DataFusion session with one table per
-//! sensor type that has data (`samples_<type>`), partitioned by `date` and `experiment`.
-//! Only queries are planned: DDL, DML and other statements are refused, and the only
-//! tables are the lake's, so nothing outside it is readable. Files are listed through
-//! `LakeStore`, which shows only live lake files: a query racing compaction reads every
-//! row exactly once.
+//! sensor type that has data (`samples_<type>`), partitioned by `date` (a date) and
+//! `experiment` (text) from the lake's `date=`/`experiment=` folders, so filters on them
+//! skip whole folders. Only read-only statements run (`sandbox`), and the only tables
+//! are the lake's, so nothing outside it is readable. Each query has its own memory
+//! pool (no spilling: over the limit it fails) and a deadline, and at most
+//! `max_concurrent` run at once. Files are listed through `LakeStore`, which shows only
+//! live lake files: a query racing compaction reads every row exactly once.
 
+use crate::config::{QueryConfig, human_bytes};
 use crate::error::{Error, Result};
 use crate::lake_store::LakeStore;
+use crate::sandbox;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::options::ParquetReadOptions;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct QueryEngine {
     lake: PathBuf,
+    config: QueryConfig,
+    slots: Arc<Semaphore>,
 }
 
+/// A whole result, for callers that want it in memory.
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
 }
 
+/// A running query: its schema and its batches as they are computed. The first batch
+/// is already computed, so planning errors and the errors of queries that must see all
+/// their input before answering (sorts, aggregations: most memory-limit failures) come
+/// from [`QueryEngine::query_stream`] itself, before anything was sent. Later errors
+/// (the deadline, a limit hit while streaming) end the stream with an `Err`.
+pub struct QueryStream {
+    schema: SchemaRef,
+    batches: BoxStream<'static, Result<RecordBatch>>,
+}
+
+impl QueryStream {
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl Stream for QueryStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.batches.poll_next_unpin(cx)
+    }
+}
+
 impl QueryEngine {
+    /// An engine with the default limits (`QueryConfig::default()`).
     pub fn new(lake: impl Into<PathBuf>) -> Self {
-        Self { lake: lake.into() }
+        Self::with_config(lake, QueryConfig::default())
+    }
+
+    pub(crate) fn with_config(lake: impl Into<PathBuf>, config: QueryConfig) -> Self {
+        Self {
+            lake: lake.into(),
+            slots: Arc::new(Semaphore::new(config.max_concurrent)),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
     }
 
     /// Names of the tables a query can use now.
@@ -42,7 +96,17 @@ impl QueryEngine {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(2);
-        let ctx = SessionContext::new_with_config(config);
+        // The query's own memory pool; without a disk manager nothing spills, so a
+        // query over its limit fails instead of filling a disk.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.max_memory_bytes, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(|e| Error::Internal(format!("query runtime: {e}")))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        sandbox::restrict_table_functions(&ctx);
         // Every table is a local folder (`file://`): list it through the lake's view.
         ctx.register_object_store(
             ObjectStoreUrl::local_filesystem().as_ref(),
@@ -50,7 +114,7 @@ impl QueryEngine {
         );
         for (name, dir) in sample_tables(&self.lake)? {
             let options = ParquetReadOptions::default().table_partition_cols(vec![
-                ("date".to_owned(), DataType::Utf8),
+                ("date".to_owned(), DataType::Date32),
                 ("experiment".to_owned(), DataType::Utf8),
             ]);
             let url = format!("{}/", dir.display());
@@ -61,19 +125,89 @@ impl QueryEngine {
         Ok(ctx)
     }
 
+    /// Runs `sql` and collects the whole result.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
-        let ctx = self.session().await?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = ctx
-            .sql_with_options(sql, options)
-            .await
-            .map_err(Error::from_datafusion)?;
-        let schema = df.schema().inner().clone();
-        let batches = df.collect().await.map_err(Error::from_datafusion)?;
+        let stream = self.query_stream(sql).await?;
+        let schema = stream.schema();
+        let batches = stream.try_collect().await?;
         Ok(QueryResult { schema, batches })
+    }
+
+    /// Runs `sql` under the limits and returns its batches as they are computed.
+    #[tracing::instrument(skip_all)]
+    pub async fn query_stream(&self, sql: &str) -> Result<QueryStream> {
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy {
+                running: self.config.max_concurrent,
+            })?;
+        let deadline = Instant::now() + self.config.timeout;
+        let config = self.config;
+        let (stream, first) = tokio::time::timeout_at(deadline, self.start(sql))
+            .await
+            .map_err(|_| timeout(&config))??;
+        let schema = stream.schema();
+        let tail = futures::stream::unfold(
+            Some((stream, permit)),
+            move |state: Option<(SendableRecordBatchStream, OwnedSemaphorePermit)>| async move {
+                let (mut stream, permit) = state?;
+                // A stream that always has a batch ready never lets a timer fire, so
+                // the deadline is also checked between batches.
+                if Instant::now() >= deadline {
+                    return Some((Err(timeout(&config)), None));
+                }
+                match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) => Some((Err(timeout(&config)), None)),
+                    Ok(None) => None,
+                    Ok(Some(Ok(batch))) => Some((Ok(batch), Some((stream, permit)))),
+                    Ok(Some(Err(e))) => Some((Err(classify(e, &config)), None)),
+                }
+            },
+        );
+        // `start` has polled once: put what it got in front of the rest.
+        let head = futures::stream::iter(first.map(Ok));
+        Ok(QueryStream {
+            schema,
+            batches: head.chain(tail).boxed(),
+        })
+    }
+
+    /// Parses, checks, plans and starts `sql`, and computes its first batch.
+    async fn start(&self, sql: &str) -> Result<(SendableRecordBatchStream, Option<RecordBatch>)> {
+        let config = self.config;
+        let df_err = move |e: DataFusionError| classify(e, &config);
+        let ctx = self.session().await?;
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect).map_err(df_err)?;
+        sandbox::check_statement(&statement)?;
+        let plan = state.statement_to_plan(statement).await.map_err(df_err)?;
+        sandbox::check_plan(&plan)?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(df_err)?;
+        let mut stream = df.execute_stream().await.map_err(df_err)?;
+        let first = stream.next().await.transpose().map_err(df_err)?;
+        Ok((stream, first))
+    }
+}
+
+fn timeout(config: &QueryConfig) -> Error {
+    Error::Timeout {
+        limit: humantime::format_duration(config.timeout).to_string(),
+    }
+}
+
+/// A query over its memory pool is the query's doing (narrow it), not an internal error.
+fn classify(e: DataFusionError, config: &QueryConfig) -> Error {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(detail) => {
+            tracing::info!(%detail, "query over its memory limit");
+            Error::MemoryLimit {
+                limit: human_bytes(config.max_memory_bytes),
+            }
+        }
+        _ => Error::from_datafusion(e),
     }
 }
 
