@@ -74,7 +74,15 @@ fn convert_to(
                 .ok_or_else(wrong)?,
         ),
         Schema::Long => Value::Long(json.as_i64().ok_or_else(wrong)?),
-        Schema::TimestampMicros => Value::TimestampMicros(json.as_i64().ok_or_else(wrong)?),
+        Schema::TimestampMicros => Value::TimestampMicros(
+            json.as_i64()
+                .or_else(|| {
+                    json.as_str()
+                        .and_then(crate::sample::Timestamp::parse_rfc3339)
+                        .map(crate::sample::Timestamp::as_micros)
+                })
+                .ok_or_else(wrong)?,
+        ),
         Schema::TimestampMillis => Value::TimestampMillis(json.as_i64().ok_or_else(wrong)?),
         Schema::Double => Value::Double(json.as_f64().ok_or_else(wrong)?),
         Schema::String => Value::String(json.as_str().ok_or_else(wrong)?.to_owned()),
