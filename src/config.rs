@@ -27,6 +27,8 @@ pub(crate) struct Settings {
     pub(crate) sinks: SinksSettings,
     pub(crate) compaction: CompactionConfig,
     pub(crate) query: QueryConfig,
+    pub(crate) experiments: ExperimentsSettings,
+    pub(crate) processors: ProcessorsSettings,
     pub(crate) auth: AuthSettings,
     pub(crate) log: LogSettings,
 }
@@ -122,6 +124,62 @@ pub(crate) struct RegistrySettings {
 pub(crate) struct SinksSettings {
     pub(crate) mongo: MongoSinkConfig,
     pub(crate) lake: LakeSinkConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ExperimentsSettings {
+    /// The lab site this deployment records; its events are one ordered stream
+    /// (`experiments.events` keyed by site), and only one of its experiments is active.
+    pub(crate) site_id: String,
+}
+
+impl Default for ExperimentsSettings {
+    fn default() -> Self {
+        Self {
+            site_id: "default".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ProcessorsSettings {
+    /// Names this process's transactional writers: unique among running processes
+    /// and the same across restarts of one (so a restarted instance aborts what its
+    /// predecessor left open). Defaults to the host name.
+    pub(crate) instance_id: String,
+    pub(crate) experiments: ExperimentsProcessorSettings,
+    pub(crate) enrichment: labstream_processors::enrichment::EnrichmentConfig,
+}
+
+impl Default for ProcessorsSettings {
+    fn default() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "labstream".into());
+        Self {
+            instance_id: host,
+            experiments: ExperimentsProcessorSettings::default(),
+            enrichment: Default::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ExperimentsProcessorSettings {
+    /// Run the experiments processor (snapshots to `experiments.state`) in `serve`.
+    pub(crate) enabled: bool,
+}
+
+impl Default for ExperimentsProcessorSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

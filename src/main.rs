@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest, API and both sinks.
+    /// Run every role in one process: ingest, API, processors and both sinks.
     Serve,
     /// Run only HTTP ingest (POST /v1/samples).
     Ingest,
@@ -40,6 +40,19 @@ enum Command {
     Sink {
         #[arg(value_enum)]
         which: SinkKind,
+    },
+    /// Run one stream processor; start several to share the partitions.
+    Process {
+        #[arg(value_enum)]
+        which: ProcessorKind,
+    },
+    /// Recompute derived state from the event log and republish what differs.
+    Rebuild {
+        #[arg(value_enum)]
+        what: RebuildKind,
+        /// Only compare and report; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run SQL over the lake and print the result.
     Query(query_cli::QueryArgs),
@@ -63,6 +76,20 @@ enum SinkKind {
     Mongo,
     /// Samples into the Parquet lake, with scheduled compaction ([compaction]).
     Lake,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProcessorKind {
+    /// Experiment snapshots (experiments.events -> experiments.state).
+    Experiments,
+    /// samples.raw x recordings -> samples.enriched, in Kafka transactions.
+    Enrichment,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RebuildKind {
+    /// Every experiment's state from experiments.events (compared with experiments.state).
+    Experiments,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +172,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime.block_on(serve::run(settings, roles))
         }
+        Command::Process { which } => {
+            telemetry::init(&settings.log.filter);
+            let roles = match which {
+                ProcessorKind::Experiments => serve::Roles {
+                    experiments_processor: true,
+                    ..Default::default()
+                },
+                ProcessorKind::Enrichment => serve::Roles {
+                    enrichment: true,
+                    ..Default::default()
+                },
+            };
+            runtime.block_on(serve::run(settings, roles))
+        }
+        Command::Rebuild {
+            what: RebuildKind::Experiments,
+            dry_run,
+        } => {
+            telemetry::init("warn");
+            runtime.block_on(rebuild_experiments(&settings, dry_run))
+        }
         Command::Sink { which } => {
             telemetry::init(&settings.log.filter);
             let roles = match which {
@@ -162,4 +210,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(serve::run(settings, roles))
         }
     }
+}
+
+async fn rebuild_experiments(settings: &config::Settings, dry_run: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let kafka = &settings.kafka;
+    labstream_bus::probe(kafka, std::time::Duration::from_secs(15))
+        .await
+        .context("start Kafka (infra/local/stack up) or set LABSTREAM__KAFKA__BROKERS")?;
+    let topics = labstream_schemas::Topics::new(&kafka.topic_prefix);
+    let site = &settings.experiments.site_id;
+    eprintln!(
+        "reading {} (site {site}) from the start...",
+        topics.experiments_events()
+    );
+    let report = labstream_processors::experiments::rebuild(kafka, &topics, site, dry_run)
+        .await
+        .context("rebuilding experiment state")?;
+    println!(
+        "{} events -> {} experiments, {} sensor configurations",
+        report.events, report.experiments, report.sensor_configs
+    );
+    println!(
+        "{} snapshots identical to the rebuilt state",
+        report.identical
+    );
+    if report.differing.is_empty() {
+        println!("no snapshot differs: experiments.state matches the log");
+    } else {
+        let verb = if dry_run {
+            "would republish"
+        } else {
+            "republished"
+        };
+        println!(
+            "{verb} {} snapshots: {}",
+            report.differing.len(),
+            report
+                .differing
+                .iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !report.unknown.is_empty() {
+        println!(
+            "{} snapshots name experiments the log does not have (left alone)",
+            report.unknown.len()
+        );
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use labstream_bus::{BatchConsumer, Producer, TopicSpec};
 use labstream_ingest::IngestState;
 use labstream_schemas::{Codec, Topics};
 use labstream_sinks::DeadLetters;
-use labstream_sinks::lake::LakeSink;
+use labstream_sinks::lake::{LakeSink, LakeSource};
 use labstream_sinks::mongo::MongoSink;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub(crate) struct Roles {
     pub(crate) mongo_sink: bool,
     pub(crate) lake_sink: bool,
     pub(crate) compaction: bool,
+    pub(crate) experiments_processor: bool,
+    pub(crate) enrichment: bool,
 }
 
 impl Roles {
@@ -36,6 +38,8 @@ impl Roles {
             mongo_sink: settings.sinks.mongo.enabled,
             lake_sink: settings.sinks.lake.enabled,
             compaction: settings.compaction.enabled,
+            experiments_processor: settings.processors.experiments.enabled,
+            enrichment: settings.processors.enrichment.enabled,
         }
     }
 }
@@ -68,6 +72,10 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         &[
             TopicSpec::new(topics.samples_raw(), kafka.samples_partitions),
             TopicSpec::new(topics.samples_dlq(), 1),
+            TopicSpec::new(topics.samples_enriched(), kafka.samples_partitions),
+            // The event store: one ordered stream per site, kept forever.
+            TopicSpec::new(topics.experiments_events(), 1).with_config("retention.ms", "-1"),
+            TopicSpec::new(topics.experiments_state(), 1).with_config("cleanup.policy", "compact"),
         ],
     )
     .await
@@ -120,7 +128,10 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         let consumer = BatchConsumer::new(
             kafka,
             &settings.sinks.lake.group_id,
-            &[&topics.samples_raw()],
+            &[&match settings.sinks.lake.source {
+                LakeSource::Enriched => topics.samples_enriched(),
+                LakeSource::Raw => topics.samples_raw(),
+            }],
         )?;
         let sink = LakeSink::new(
             consumer,
@@ -136,6 +147,34 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         tasks.push((
             "sink-lake",
             tokio::spawn(async move { Ok(sink.run(c).await?) }),
+        ));
+    }
+    if roles.enrichment {
+        let enrichment = labstream_processors::enrichment::Enrichment::new(
+            kafka.clone(),
+            topics.clone(),
+            settings.experiments.site_id.clone(),
+            settings.processors.instance_id.clone(),
+            settings.processors.enrichment.clone(),
+        );
+        let c = cancel.clone();
+        tasks.push((
+            "enrichment",
+            tokio::spawn(async move { Ok(enrichment.run(c).await?) }),
+        ));
+    }
+    if roles.experiments_processor {
+        let (k, t, site, c) = (
+            kafka.clone(),
+            topics.clone(),
+            settings.experiments.site_id.clone(),
+            cancel.clone(),
+        );
+        tasks.push((
+            "experiments",
+            tokio::spawn(async move {
+                Ok(labstream_processors::experiments::run_snapshots(k, t, site, c).await?)
+            }),
         ));
     }
     if roles.compaction {
@@ -170,6 +209,40 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             }));
         }
         if roles.api {
+            let store = labstream_api::experiments::ExperimentStore::open(
+                kafka,
+                labstream_api::experiments::StoreConfig {
+                    site_id: settings.experiments.site_id.clone(),
+                    topic: topics.experiments_events(),
+                    max_backdate: settings.processors.enrichment.lateness,
+                },
+            )
+            .await
+            .context("reading the experiment log")?;
+            let refresher = store.clone();
+            let c = cancel.clone();
+            tasks.push((
+                "experiments-refresh",
+                tokio::spawn(async move {
+                    // Picks up what other API instances wrote; own writes are read at once.
+                    loop {
+                        tokio::select! {
+                            _ = c.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        if let Err(e) = refresher.refresh().await {
+                            tracing::warn!(error = %e, "reading the experiment log failed");
+                        }
+                    }
+                }),
+            ));
+            app = app.merge(labstream_api::experiments::router(
+                labstream_api::experiments::ExperimentsState {
+                    store,
+                    registry: registry.clone(),
+                    auth: verifier.clone(),
+                },
+            ));
             app = app.merge(labstream_api::router(ApiState {
                 engine: settings.query.build(settings.lake.path.clone())?,
                 auth: verifier.clone(),

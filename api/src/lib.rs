@@ -4,6 +4,7 @@
 
 mod config;
 mod error;
+pub mod experiments;
 mod format;
 mod lake_store;
 mod query;

@@ -26,6 +26,12 @@ impl TopicSpec {
             config: Vec::new(),
         }
     }
+
+    /// Adds a topic-level config, e.g. `.with_config("cleanup.policy", "compact")`.
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.config.push((key.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.

@@ -167,6 +167,26 @@ impl Codec {
         Ok(out)
     }
 
+    /// The record name of the writer schema `bytes` names (e.g. `labstream.Sample`),
+    /// for readers that accept more than one record type on a topic.
+    pub fn record_name(&self, bytes: &[u8]) -> Result<&'static str> {
+        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+            return Err(Error::NotSingleObject(format!(
+                "{} bytes without the C3 01 header",
+                bytes.len()
+            )));
+        }
+        let mut fp = [0u8; 8];
+        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+        let fingerprint = u64::from_le_bytes(fp);
+        let index = *self
+            .inner
+            .by_fingerprint
+            .get(&fingerprint)
+            .ok_or(Error::UnknownSchema(fingerprint))?;
+        Ok(self.inner.versions[index].name)
+    }
+
     pub fn decode<T: AvroRecord>(&self, bytes: &[u8]) -> Result<T> {
         if bytes.len() < HEADER_LEN {
             return Err(Error::NotSingleObject(format!(

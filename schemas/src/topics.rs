@@ -26,6 +26,21 @@ impl Topics {
         self.name("samples.raw")
     }
 
+    /// The experiment event store, keyed by site_id; kept forever.
+    pub fn experiments_events(&self) -> String {
+        self.name("experiments.events")
+    }
+
+    /// Compacted snapshots of each experiment, keyed by experiment_id; derived.
+    pub fn experiments_state(&self) -> String {
+        self.name("experiments.state")
+    }
+
+    /// Samples with their recording; keyed by sensor_id; the lake's source.
+    pub fn samples_enriched(&self) -> String {
+        self.name("samples.enriched")
+    }
+
     /// Poison records, with the reason in headers.
     pub fn samples_dlq(&self) -> String {
         self.name("samples.dlq")

@@ -82,6 +82,18 @@ impl TestStack {
                 format!("t{id}-lake"),
             ),
             (
+                "LABSTREAM__PROCESSORS__ENRICHMENT__GROUP_ID".to_owned(),
+                format!("t{id}-enrichment"),
+            ),
+            (
+                "LABSTREAM__PROCESSORS__INSTANCE_ID".to_owned(),
+                format!("t{id}"),
+            ),
+            (
+                "LABSTREAM__PROCESSORS__ENRICHMENT__LATENESS".to_owned(),
+                "3s".to_owned(),
+            ),
+            (
                 "LABSTREAM__SINKS__LAKE__FLUSH_INTERVAL".to_owned(),
                 "500ms".to_owned(),
             ),
@@ -198,6 +210,23 @@ impl TestStack {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Runs `labstream <args>` with this stack's settings; stdout and stderr together.
+    #[allow(dead_code)]
+    pub fn run_cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -303,6 +332,15 @@ impl TestStack {
     /// Reads every record of `topic` from the beginning, waiting until there are at
     /// least `n` (or 30 s passed), and decodes them as samples, with their keys.
     pub fn read_samples(&self, topic: &str, n: usize) -> Vec<(String, labstream_schemas::Sample)> {
+        self.read_records(topic, n)
+    }
+
+    /// Like `read_samples`, for any record type (e.g. enriched samples).
+    pub fn read_records<T: labstream_schemas::AvroRecord>(
+        &self,
+        topic: &str,
+        n: usize,
+    ) -> Vec<(String, T)> {
         use rdkafka::Message;
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)

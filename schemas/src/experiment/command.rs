@@ -123,9 +123,10 @@ pub enum Rejection {
     },
 }
 
-/// Ids users choose: 1-64 characters of letters, digits, `.`, `_`, `-`.
+/// Ids users choose: 1-64 characters of letters, digits, `.`, `_`, `-`, starting with a
+/// letter or digit (they name lake directories, `experiment=<id>`).
 pub fn check_id(kind: &str, id: &str) -> Result<(), Rejection> {
-    let ok = !id.is_empty()
+    let ok = id.starts_with(|c: char| c.is_ascii_alphanumeric())
         && id.len() <= 64
         && id
             .chars()
@@ -134,7 +135,7 @@ pub fn check_id(kind: &str, id: &str) -> Result<(), Rejection> {
         Ok(())
     } else {
         Err(Rejection::Invalid(format!(
-            "{kind} {id:?} is not a valid id: use 1-64 letters, digits, '.', '_' or '-'"
+            "{kind} {id:?} is not a valid id: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )))
     }
 }

@@ -24,6 +24,16 @@ pub struct EnrichedSample {
     pub context: Option<RecordingContext>,
 }
 
+impl From<Sample> for EnrichedSample {
+    /// A sample outside any recording.
+    fn from(sample: Sample) -> Self {
+        Self {
+            sample,
+            context: None,
+        }
+    }
+}
+
 fn optional(value: Option<&str>) -> Value {
     match value {
         None => Value::Union(0, Box::new(Value::Null)),

@@ -1,5 +1,7 @@
 //! Samples of one sensor type -> an Arrow record batch with typed columns from the
-//! registry, sorted by (sensor_id, ts) so row-group statistics prune well.
+//! registry, sorted by (sensor_id, ts) so row-group statistics prune well. The recording
+//! context of enriched samples (experiment, recording, participant, task) comes last,
+//! null for samples outside any recording.
 
 use crate::error::{Error, Result};
 use arrow::array::{
@@ -8,7 +10,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use labstream_schemas::{FieldType, FieldValue, Sample, SensorTypeSpec};
+use labstream_schemas::experiment::EnrichedSample;
+use labstream_schemas::{FieldType, FieldValue, SensorTypeSpec};
 use std::sync::Arc;
 
 fn timestamp_type() -> DataType {
@@ -53,14 +56,34 @@ pub fn arrow_schema(spec: &SensorTypeSpec) -> SchemaRef {
     }
     fields.push(Field::new("tags", tags_type(), true));
     fields.push(Field::new("received_at", timestamp_type(), false));
+    for name in CONTEXT_COLUMNS {
+        fields.push(Field::new(name, DataType::Utf8, true));
+    }
     Arc::new(Schema::new(fields))
 }
 
+/// The recording context columns, in order.
+pub const CONTEXT_COLUMNS: [&str; 4] =
+    ["experiment_id", "recording_id", "participant_id", "task_id"];
+
 /// Sorts `samples` by (sensor_id, ts, seq) and builds the batch.
-pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<RecordBatch> {
-    samples.sort_by(|a, b| {
+pub fn to_record_batch(
+    spec: &SensorTypeSpec,
+    enriched: &mut [EnrichedSample],
+) -> Result<RecordBatch> {
+    enriched.sort_by(|a, b| {
+        let (a, b) = (&a.sample, &b.sample);
         (a.sensor_id.as_str(), a.ts, a.seq).cmp(&(b.sensor_id.as_str(), b.ts, b.seq))
     });
+    let mut context: [StringBuilder; 4] = Default::default();
+    for e in enriched.iter() {
+        let c = e.context.as_ref();
+        context[0].append_option(c.map(|c| c.experiment_id.as_str()));
+        context[1].append_option(c.map(|c| c.recording_id.as_str()));
+        context[2].append_option(c.map(|c| c.participant_id.as_str()));
+        context[3].append_option(c.map(|c| c.task_id.as_str()));
+    }
+    let samples: Vec<&labstream_schemas::Sample> = enriched.iter().map(|e| &e.sample).collect();
     let n = samples.len();
     let mut sensor_id = StringBuilder::with_capacity(n, n * 16);
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -75,7 +98,7 @@ pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<
         StringBuilder::new(),
         StringBuilder::new(),
     );
-    for s in samples.iter() {
+    for s in samples.iter().copied() {
         sensor_id.append_value(s.sensor_id.as_str());
         ts.append_value(s.ts.as_micros());
         seq.append_option(s.seq);
@@ -96,7 +119,7 @@ pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<
         let column: ArrayRef = match f.field_type {
             FieldType::Double => {
                 let mut b = Float64Builder::with_capacity(n);
-                for s in samples.iter() {
+                for s in samples.iter().copied() {
                     b.append_option(match s.values.get(name) {
                         Some(FieldValue::Double(v)) => Some(*v),
                         Some(FieldValue::Long(v)) => Some(*v as f64),
@@ -107,7 +130,7 @@ pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<
             }
             FieldType::Long => {
                 let mut b = Int64Builder::with_capacity(n);
-                for s in samples.iter() {
+                for s in samples.iter().copied() {
                     b.append_option(match s.values.get(name) {
                         Some(FieldValue::Long(v)) => Some(*v),
                         _ => None,
@@ -117,7 +140,7 @@ pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<
             }
             FieldType::Boolean => {
                 let mut b = BooleanBuilder::with_capacity(n);
-                for s in samples.iter() {
+                for s in samples.iter().copied() {
                     b.append_option(match s.values.get(name) {
                         Some(FieldValue::Bool(v)) => Some(*v),
                         _ => None,
@@ -127,7 +150,7 @@ pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<
             }
             FieldType::String => {
                 let mut b = StringBuilder::new();
-                for s in samples.iter() {
+                for s in samples.iter().copied() {
                     b.append_option(match s.values.get(name) {
                         Some(FieldValue::Str(v)) => Some(v.as_str()),
                         _ => None,
@@ -140,5 +163,8 @@ pub fn to_record_batch(spec: &SensorTypeSpec, samples: &mut [Sample]) -> Result<
     }
     columns.push(Arc::new(tags.finish()));
     columns.push(Arc::new(received_at.finish()));
+    for mut b in context {
+        columns.push(Arc::new(b.finish()));
+    }
     RecordBatch::try_new(arrow_schema(spec), columns).map_err(|e| Error::Parquet(e.to_string()))
 }

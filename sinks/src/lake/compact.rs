@@ -1240,8 +1240,11 @@ mod tests {
         let d = dir(root.path());
         // A foreign file: right name, rows in reverse order.
         let spec = registry(false).get("temperature").unwrap().clone();
-        let mut samples: Vec<Sample> = (0..3)
-            .map(|i| sample("z", T0 + i, None, 1.0, None))
+        let mut samples: Vec<_> = (0..3)
+            .map(|i| labstream_schemas::experiment::EnrichedSample {
+                sample: sample("z", T0 + i, None, 1.0, None),
+                context: None,
+            })
             .collect();
         let batch = crate::lake::batch::to_record_batch(&spec, &mut samples).unwrap();
         let reversed = arrow::compute::take_record_batch(

@@ -13,11 +13,11 @@ mod layout;
 mod sink;
 mod writer;
 
-pub use batch::{arrow_schema, to_record_batch};
+pub use batch::{CONTEXT_COLUMNS, arrow_schema, to_record_batch};
 pub use compact::{
     CompactOptions, CompactReport, CompactionConfig, Compactor, DirReport, compact,
     compact_with_progress,
 };
 pub use layout::{PartFile, SAMPLES_DIR};
-pub use sink::{LakeSink, LakeSinkConfig};
+pub use sink::{LakeSink, LakeSinkConfig, LakeSource};
 pub use writer::{Added, LakeWriter};

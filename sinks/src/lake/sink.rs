@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::lake::writer::{Added, LakeWriter};
 use crate::metrics::SinkMetrics;
 use labstream_bus::{BatchConsumer, Positions};
+use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,9 @@ pub struct LakeSinkConfig {
     pub enabled: bool,
     /// Kafka consumer group.
     pub group_id: String,
+    /// Topic the lake is written from: `enriched` (samples with their recording, the
+    /// usual) or `raw` (no recording columns; for deployments without enrichment).
+    pub source: LakeSource,
     /// Flush once this many rows are buffered (over all open files).
     pub flush_rows: usize,
     /// Flush once the buffered samples take about this many bytes.
@@ -36,11 +40,19 @@ pub struct LakeSinkConfig {
     pub retry_backoff_max: Duration,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LakeSource {
+    Enriched,
+    Raw,
+}
+
 impl Default for LakeSinkConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             group_id: "labstream-sink-lake".into(),
+            source: LakeSource::Enriched,
             flush_rows: 200_000,
             flush_bytes: 64 * 1024 * 1024,
             flush_interval: Duration::from_secs(5),
@@ -127,9 +139,7 @@ impl LakeSink {
                             }
                             let decoded = match record.payload.as_deref() {
                                 None => Err("the record has no value".to_owned()),
-                                Some(b) => {
-                                    self.codec.decode::<Sample>(b).map_err(|e| e.to_string())
-                                }
+                                Some(b) => decode(&self.codec, b),
                             };
                             let outcome = match decoded {
                                 Ok(sample) => self.writer_mut().add(record, sample),
@@ -226,4 +236,19 @@ impl LakeSink {
 
 fn owns(owned: &HashMap<String, HashSet<i32>>, topic: &str, partition: i32) -> bool {
     owned.get(topic).is_some_and(|p| p.contains(&partition))
+}
+
+/// Enriched samples (the lake's usual source), or raw ones (no recording context) when
+/// the lake reads `samples.raw`.
+fn decode(codec: &Codec, bytes: &[u8]) -> std::result::Result<EnrichedSample, String> {
+    let result = match codec.record_name(bytes) {
+        Ok(<Sample as labstream_schemas::AvroRecord>::NAME) => {
+            codec.decode::<Sample>(bytes).map(|sample| EnrichedSample {
+                sample,
+                context: None,
+            })
+        }
+        _ => codec.decode::<EnrichedSample>(bytes),
+    };
+    result.map_err(|e| e.to_string())
 }

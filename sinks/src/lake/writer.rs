@@ -6,7 +6,8 @@ use crate::lake::batch::to_record_batch;
 use crate::lake::layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR, table_dir};
 use chrono::NaiveDate;
 use labstream_bus::Record;
-use labstream_schemas::{Registry, Sample};
+use labstream_schemas::Registry;
+use labstream_schemas::experiment::EnrichedSample;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -47,7 +48,7 @@ struct BufferKey {
 struct Buffer {
     first_offset: i64,
     last_offset: i64,
-    samples: Vec<Sample>,
+    samples: Vec<EnrichedSample>,
 }
 
 pub struct LakeWriter {
@@ -112,7 +113,9 @@ impl LakeWriter {
         self.bytes
     }
 
-    pub fn add(&mut self, record: &Record, sample: Sample) -> Added {
+    pub fn add(&mut self, record: &Record, enriched: impl Into<EnrichedSample>) -> Added {
+        let enriched = enriched.into();
+        let sample = &enriched.sample;
         if self.registry.get(sample.sensor_type.as_str()).is_none() {
             return Added::Rejected(format!(
                 "sensor_type {:?} is not in the registry of the lake sink",
@@ -125,7 +128,10 @@ impl LakeWriter {
         let dir = DirKey {
             sensor_type: sample.sensor_type.as_str().to_owned(),
             date,
-            experiment: NO_EXPERIMENT.to_owned(),
+            experiment: enriched.context.as_ref().map_or_else(
+                || NO_EXPERIMENT.to_owned(),
+                |c| c.experiment_id.as_str().to_owned(),
+            ),
         };
         let path = self.dir_path(&dir);
         if let Some(&hw) = self
@@ -135,7 +141,7 @@ impl LakeWriter {
         {
             return Added::AlreadyInLake;
         }
-        self.bytes += estimate_bytes(&sample);
+        self.bytes += estimate_bytes(&enriched);
         self.rows += 1;
         let key = BufferKey {
             dir,
@@ -149,7 +155,7 @@ impl LakeWriter {
         });
         buffer.first_offset = buffer.first_offset.min(record.offset);
         buffer.last_offset = buffer.last_offset.max(record.offset);
-        buffer.samples.push(sample);
+        buffer.samples.push(enriched);
         Added::Buffered
     }
 
@@ -235,8 +241,16 @@ fn scan_high_water(root: &Path) -> Result<HashMap<(PathBuf, String, i32), i64>> 
     Ok(high_water)
 }
 
-fn estimate_bytes(s: &Sample) -> usize {
-    64 + s.sensor_id.as_str().len()
+fn estimate_bytes(e: &EnrichedSample) -> usize {
+    let s = &e.sample;
+    let context = e.context.as_ref().map_or(0, |c| {
+        96 + c.experiment_id.as_str().len()
+            + c.recording_id.as_str().len()
+            + c.participant_id.as_str().len()
+            + c.task_id.as_str().len()
+    });
+    64 + context
+        + s.sensor_id.as_str().len()
         + s.values.keys().map(|k| k.len() + 24).sum::<usize>()
         + s.tags
             .iter()
