@@ -213,6 +213,22 @@ pub fn step(rule: &Rule, state: &MachineState, input: Input) -> (MachineState, V
     (m, out)
 }
 
+/// The machine's rule was deleted, disabled, or stopped watching the sensor at event
+/// time `at`: a firing alert is resolved (without a value), so no subscriber is left
+/// with an alert that can never resolve.
+pub fn retire(state: &MachineState, at: Timestamp) -> (MachineState, Option<Transition>) {
+    let mut m = state.clone();
+    let mut out = Vec::new();
+    if let Phase::Firing { since, fired_at } = m.phase {
+        let ts = at.max(fired_at).max(m.clock);
+        m.clock = ts;
+        resolve(&mut m, ts, since, None, None, &mut out);
+    } else {
+        m.phase = Phase::Ok;
+    }
+    (m, out.pop())
+}
+
 /// Event time reached `at` with the last value still in force.
 fn advance(rule: &Rule, m: &mut MachineState, at: Timestamp, out: &mut Vec<Transition>) {
     match (rule.condition.clone(), m.phase) {
@@ -675,6 +691,20 @@ mod tests {
         assert_eq!(pending.after_rule_change(&old, &old), pending);
         let (firing, _) = step(&old, &pending, Input::Tick { at: t(60) });
         assert!(firing.after_rule_change(&old, &new).is_firing());
+    }
+
+    #[test]
+    fn retiring_resolves_a_firing_alert_once() {
+        let rule = above(8.0, 8.0, 0);
+        let (firing, _) = step(&rule, &MachineState::new(t(0)), sample(10, 9.0));
+        let (ok, tr) = retire(&firing, t(5));
+        let tr = tr.unwrap();
+        assert_eq!(
+            (tr.status, tr.sequence, tr.ts, tr.value),
+            (Resolved, 2, t(10), None)
+        );
+        assert_eq!(ok.phase, Phase::Ok);
+        assert!(retire(&ok, t(20)).1.is_none());
     }
 
     #[test]

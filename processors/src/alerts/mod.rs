@@ -5,10 +5,13 @@
 
 mod error;
 pub mod machine;
+pub mod ownership;
+mod processor;
 pub mod rule;
 pub mod template;
 
 pub use error::{Error, Result};
-pub use machine::{Input, MachineState, Phase, Transition, step};
+pub use machine::{Input, MachineState, Phase, Transition, retire, step};
+pub use processor::{AlertsConfig, AlertsProcessor};
 pub use rule::{Condition, Rule};
 pub use template::Template;

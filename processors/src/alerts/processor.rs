@@ -1,0 +1,764 @@
+//! The alerts processor: consumes `samples.raw` (read_committed) in batches, runs the
+//! (rule, sensor) machines, and writes each batch's transitions (`alerts.<name>`), the
+//! changed machine states (`alerts.state`) and the batch's consumer offsets in ONE
+//! Kafka transaction. After a crash the committed state and offsets agree, so the
+//! batch is evaluated again from the same state: no transition is repeated or lost.
+//! Rules are read from `alerts.rules` by a background task and apply without restart.
+
+use crate::alerts::error::{Error, Result};
+use crate::alerts::machine::{self, Input, MachineState, Transition};
+use crate::alerts::ownership::partition_for_key;
+use crate::alerts::rule::Rule;
+use labstream_bus::rdkafka::ClientConfig;
+use labstream_bus::rdkafka::consumer::{BaseConsumer, Consumer};
+use labstream_bus::{
+    BatchConsumer, KafkaConfig, LogReader, Positions, Record, TopicSpec, TransactionalProducer,
+};
+use labstream_schemas::{
+    AlertRule, AlertState, Codec, Registry, RuleId, Sample, SensorId, SensorType, Timestamp,
+    Topics, alert_key,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long reading `alerts.rules` or `alerts.state` to its end may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed transaction before the batch is processed again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// `[processors.alerts]` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Run the alerts processor inside `labstream serve`.
+    pub enabled: bool,
+    /// Kafka consumer group; members share the partitions of `samples.raw`.
+    pub group_id: String,
+    /// Unique per running instance and stable across its restarts: the Kafka
+    /// transactional id is `<group_id>-<instance_id>`, so a restarted instance fences
+    /// its crashed predecessor and aborts the transaction it left open.
+    pub instance_id: String,
+    /// Most samples evaluated in one transaction.
+    pub batch_max_records: usize,
+    /// Longest wait to fill a batch (adds to alert latency).
+    #[serde(with = "humantime_serde")]
+    pub batch_max_wait: Duration,
+    /// How far event time may lag behind the newest sample (or, when idle, the clock)
+    /// before a sensor counts as silent or a pending period as run out. Samples older
+    /// than that are late and do not change a machine that has moved past them.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// How often `alerts.rules` is checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub rules_refresh: Duration,
+    /// Partitions of `alerts.state` and of each `alerts.<name>` labstream creates.
+    pub topic_partitions: i32,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            group_id: "labstream-alerts".into(),
+            instance_id: "0".into(),
+            batch_max_records: 2000,
+            batch_max_wait: Duration::from_millis(20),
+            allowed_lateness: Duration::from_secs(2),
+            rules_refresh: Duration::from_millis(500),
+            topic_partitions: 3,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Checks the settings, creates the alert topics that are missing, joins the
+    /// consumer group and registers the transactional producer.
+    pub async fn build(
+        &self,
+        kafka: &KafkaConfig,
+        registry: Option<Registry>,
+    ) -> Result<AlertsProcessor> {
+        if self.batch_max_records == 0 {
+            return Err(Error::Config("batch_max_records must be at least 1".into()));
+        }
+        if self.topic_partitions < 1 {
+            return Err(Error::Config("topic_partitions must be at least 1".into()));
+        }
+        if self.group_id.is_empty() || self.instance_id.is_empty() {
+            return Err(Error::Config(
+                "group_id and instance_id must not be empty".into(),
+            ));
+        }
+        let topics = Topics::new(kafka.topic_prefix.clone());
+        let compacted = |name: String, partitions: i32| TopicSpec {
+            name,
+            partitions,
+            config: vec![("cleanup.policy".into(), "compact".into())],
+        };
+        labstream_bus::ensure_topics(
+            kafka,
+            &[
+                TopicSpec::new(topics.samples_raw(), kafka.samples_partitions),
+                compacted(topics.alerts_rules(), 1),
+                compacted(topics.alerts_state(), self.topic_partitions),
+            ],
+        )
+        .await?;
+        let samples_partitions = partition_count(kafka, &topics.samples_raw()).await?;
+        let consumer = BatchConsumer::new(kafka, &self.group_id, &[&topics.samples_raw()])?;
+        let transactional_id = format!("{}-{}", self.group_id, self.instance_id);
+        let producer = {
+            let kafka = kafka.clone();
+            tokio::task::spawn_blocking(move || {
+                TransactionalProducer::new(&kafka, &transactional_id)
+            })
+            .await
+            .map_err(|e| Error::Config(format!("starting the producer failed: {e}")))??
+        };
+        let rules_reader = LogReader::new(kafka, &topics.alerts_rules()).await?;
+        Ok(AlertsProcessor {
+            kafka: kafka.clone(),
+            config: self.clone(),
+            topics,
+            registry,
+            codec: Codec::new(),
+            consumer,
+            producer,
+            rules_reader: Some(rules_reader),
+            samples_partitions,
+            rules: BTreeMap::new(),
+            machines: HashMap::new(),
+            assigned: BTreeSet::new(),
+            generation: None,
+            watermark: None,
+            ensured_topics: HashSet::new(),
+            carry: Outbox::default(),
+        })
+    }
+}
+
+/// One (rule, sensor) machine with the sensor's type (for events and state records).
+#[derive(Clone, Debug)]
+struct Pair {
+    sensor_type: SensorType,
+    state: MachineState,
+}
+
+type PairKey = (RuleId, SensorId);
+
+/// What one transaction writes besides the offsets.
+#[derive(Clone, Debug, Default)]
+struct Outbox {
+    /// (topic, key, payload) in the order decided.
+    events: Vec<(String, String, Vec<u8>)>,
+    /// Latest state per key.
+    states: BTreeMap<String, Vec<u8>>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.states.is_empty()
+    }
+
+    fn append(&mut self, other: Outbox) {
+        self.events.extend(other.events);
+        self.states.extend(other.states);
+    }
+}
+
+pub struct AlertsProcessor {
+    kafka: KafkaConfig,
+    config: AlertsConfig,
+    topics: Topics,
+    registry: Option<Registry>,
+    codec: Codec,
+    consumer: BatchConsumer,
+    producer: TransactionalProducer,
+    rules_reader: Option<LogReader>,
+    samples_partitions: i32,
+    rules: BTreeMap<RuleId, Rule>,
+    machines: HashMap<PairKey, Pair>,
+    /// Partitions of `samples.raw` this member owns.
+    assigned: BTreeSet<i32>,
+    generation: Option<u64>,
+    /// Event time up to which every owned sensor is assumed to have reported.
+    watermark: Option<Timestamp>,
+    ensured_topics: HashSet<String>,
+    /// Outputs decided outside a batch (rule changes) not committed yet.
+    carry: Outbox,
+}
+
+impl AlertsProcessor {
+    /// Runs until `cancel`; the batch in progress is committed first. Returns an error
+    /// only when it cannot go on (fenced by another instance, bad settings).
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
+        let reader = self.rules_reader.take().expect("run is called once");
+        let initial = reader.read_to_end(READ_TIMEOUT).await?;
+        self.apply_rule_records(initial).await;
+        let (tx, mut rules_rx) = mpsc::channel(16);
+        let rules_task = tokio::spawn(follow_rules(
+            reader,
+            self.config.rules_refresh,
+            tx,
+            cancel.clone(),
+        ));
+        tracing::info!(
+            group = self.consumer.group_id(),
+            rules = self.rules.len(),
+            "alerts processor started"
+        );
+        let result = self.run_loop(&cancel, &mut rules_rx).await;
+        cancel.cancel();
+        let _ = rules_task.await;
+        tracing::info!("alerts processor stopped");
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
+        cancel: &CancellationToken,
+        rules_rx: &mut mpsc::Receiver<Vec<Record>>,
+    ) -> Result<()> {
+        while !cancel.is_cancelled() {
+            while let Ok(records) = rules_rx.try_recv() {
+                self.apply_rule_records(records).await;
+            }
+            let batch = match self
+                .consumer
+                .next_batch(
+                    self.config.batch_max_records,
+                    self.config.batch_max_wait,
+                    cancel,
+                )
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "alerts: consume failed; retrying");
+                    pause(cancel).await;
+                    continue;
+                }
+            };
+            let generation = self.consumer.assignment_generation();
+            if self.generation != Some(generation) {
+                // Another member may have moved the machines of our new partitions on:
+                // the committed state is the truth.
+                self.generation = Some(generation);
+                let samples = self.topics.samples_raw();
+                self.assigned = self
+                    .consumer
+                    .assigned()
+                    .into_iter()
+                    .filter(|(t, _)| *t == samples)
+                    .map(|(_, p)| p)
+                    .collect();
+                if let Err(e) = self.reload_states().await {
+                    tracing::warn!(error = %e, "alerts: restoring state failed; retrying");
+                    self.generation = None;
+                    pause(cancel).await;
+                    continue;
+                }
+            }
+            let batch: Vec<Record> = batch
+                .into_iter()
+                .filter(|r| self.assigned.contains(&r.partition))
+                .collect();
+            let mut positions = Positions::default();
+            let mut outbox = Outbox::default();
+            let mut newest: Option<Timestamp> = None;
+            for record in &batch {
+                positions.advance(record);
+                let Some(sample) = self.decode_sample(record) else {
+                    continue;
+                };
+                newest = newest.max(Some(sample.ts));
+                self.evaluate_sample(&sample, &mut outbox);
+            }
+            let lateness = micros(self.config.allowed_lateness);
+            let candidate = match newest {
+                Some(ts) => ts.as_micros().saturating_sub(lateness),
+                // Caught up: event time moves on with the clock, so silent sensors fire.
+                None if batch.is_empty() => Timestamp::now().as_micros() - lateness,
+                None => i64::MIN,
+            };
+            if self.watermark.is_none_or(|w| candidate > w.as_micros()) {
+                self.watermark = Some(Timestamp::from_micros(candidate));
+                self.tick(&mut outbox);
+            }
+            // Outputs of rule changes ride along; they are kept until committed, while
+            // the batch's own outputs are decided again from the restored state.
+            let carried = std::mem::take(&mut self.carry);
+            outbox.append(carried.clone());
+            if outbox.is_empty() && positions.is_empty() {
+                continue;
+            }
+            let transitions = outbox.events.len();
+            let result = self.transact(outbox, positions).await;
+            if result.is_err() {
+                self.carry.append(carried);
+            }
+            match result {
+                Ok(()) => {
+                    if transitions > 0 {
+                        tracing::debug!(transitions, "alerts: transitions committed");
+                    }
+                }
+                Err(Error::Kafka(e)) if !e.is_retryable() => return Err(Error::Kafka(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "alerts: transaction failed; the batch is evaluated again");
+                    pause(cancel).await;
+                    if let Err(e) = self.recover().await {
+                        tracing::warn!(error = %e, "alerts: recovery failed; retrying");
+                        self.generation = None;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_sample(&self, record: &Record) -> Option<Sample> {
+        let bytes = record.payload.as_deref()?;
+        match self.codec.decode::<Sample>(bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // The sinks dead-letter such records; alerts just cannot evaluate them.
+                tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "alerts: skipping an undecodable sample");
+                None
+            }
+        }
+    }
+
+    fn evaluate_sample(&mut self, sample: &Sample, outbox: &mut Outbox) {
+        for rule in self.rules.values() {
+            if !rule.watches(&sample.sensor_type, &sample.sensor_id) {
+                continue;
+            }
+            let key = (rule.id.clone(), sample.sensor_id.clone());
+            let pair = self.machines.entry(key).or_insert_with(|| Pair {
+                sensor_type: sample.sensor_type.clone(),
+                state: MachineState::new(sample.ts),
+            });
+            let input = Input::Sample {
+                ts: sample.ts,
+                value: rule.value_of(sample),
+            };
+            let (next, transitions) = machine::step(rule, &pair.state, input);
+            if next == pair.state {
+                continue;
+            }
+            pair.state = next;
+            record_outputs(
+                &self.codec,
+                &self.topics,
+                rule,
+                &sample.sensor_id,
+                pair,
+                &transitions,
+                outbox,
+            );
+        }
+    }
+
+    /// Advances the machines that wait on time (absent rules, pending periods) to the
+    /// watermark. Only machines of sensors this member owns: each has one owner.
+    fn tick(&mut self, outbox: &mut Outbox) {
+        let Some(at) = self.watermark else {
+            return;
+        };
+        let partitions = self.samples_partitions;
+        for ((rule_id, sensor_id), pair) in &mut self.machines {
+            let Some(rule) = self.rules.get(rule_id) else {
+                continue;
+            };
+            let waits =
+                rule.is_absent() || matches!(pair.state.phase, machine::Phase::Pending { .. });
+            if !waits
+                || !rule.enabled
+                || !self.assigned.contains(&partition_for_key(
+                    sensor_id.as_str().as_bytes(),
+                    partitions,
+                ))
+            {
+                continue;
+            }
+            let (next, transitions) = machine::step(rule, &pair.state, Input::Tick { at });
+            let changed_phase = next.phase != pair.state.phase;
+            pair.state = next;
+            // A clock moved by a tick alone is not worth a state write: after a restart
+            // the watermark is recomputed.
+            if changed_phase || !transitions.is_empty() {
+                record_outputs(
+                    &self.codec,
+                    &self.topics,
+                    rule,
+                    sensor_id,
+                    pair,
+                    &transitions,
+                    outbox,
+                );
+            }
+        }
+    }
+
+    fn event_time_now(&self) -> Timestamp {
+        self.watermark.unwrap_or_else(|| {
+            Timestamp::from_micros(
+                Timestamp::now().as_micros() - micros(self.config.allowed_lateness),
+            )
+        })
+    }
+
+    fn owns(&self, sensor_id: &SensorId) -> bool {
+        self.assigned.contains(&partition_for_key(
+            sensor_id.as_str().as_bytes(),
+            self.samples_partitions,
+        ))
+    }
+
+    /// Applies records of `alerts.rules`: new, changed and deleted rules.
+    async fn apply_rule_records(&mut self, records: Vec<Record>) {
+        for record in records {
+            let Some(key) = record.key.as_deref().map(String::from_utf8_lossy) else {
+                tracing::warn!(
+                    offset = record.offset,
+                    "alerts: a rule without key is ignored"
+                );
+                continue;
+            };
+            let rule_id = RuleId::new(key.into_owned());
+            match record.payload.as_deref() {
+                None | Some([]) => {
+                    if let Some(old) = self.rules.remove(&rule_id) {
+                        tracing::info!(rule = %rule_id, "alert rule deleted");
+                        self.retire(&old, |_| true);
+                    }
+                }
+                Some(bytes) => {
+                    let compiled = self
+                        .codec
+                        .decode::<AlertRule>(bytes)
+                        .map_err(|source| Error::UndecodableRule {
+                            rule_id: rule_id.to_string(),
+                            source,
+                        })
+                        .and_then(|wire| {
+                            if wire.rule_id != rule_id {
+                                return Err(Error::invalid_rule(
+                                    rule_id.as_str(),
+                                    format!("its record says rule_id {:?}", wire.rule_id.as_str()),
+                                ));
+                            }
+                            Rule::compile(&wire, self.registry.as_ref())
+                        });
+                    match compiled {
+                        Ok(rule) => self.install(rule).await,
+                        Err(e) => {
+                            // The API refuses such rules; one that got in anyway keeps
+                            // its previous version running rather than silently none.
+                            tracing::error!(error = %e, "alerts: rule not applied");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn install(&mut self, rule: Rule) {
+        let topic = self.topics.alerts_topic(&rule.topic);
+        if !self.ensured_topics.contains(&topic) {
+            match labstream_bus::ensure_topics(
+                &self.kafka,
+                &[TopicSpec::new(topic.clone(), self.config.topic_partitions)],
+            )
+            .await
+            {
+                Ok(()) => {
+                    self.ensured_topics.insert(topic);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, topic, "alerts: creating the alert topic failed; the transaction will retry")
+                }
+            }
+        }
+        let old = self.rules.insert(rule.id.clone(), rule.clone());
+        tracing::info!(rule = %rule.id, revision = rule.revision, enabled = rule.enabled, "alert rule applied");
+        if let Some(old) = old {
+            if !rule.enabled {
+                self.retire(&old, |_| true);
+            } else {
+                let new = rule.clone();
+                // Sensors the rule no longer watches resolve; the others carry on.
+                self.retire(&old, |(sensor_type, sensor_id)| {
+                    !new.watches(sensor_type, sensor_id)
+                });
+                for ((rule_id, sensor_id), pair) in &mut self.machines {
+                    if *rule_id != rule.id {
+                        continue;
+                    }
+                    let next = pair.state.after_rule_change(&old, &rule);
+                    if next != pair.state {
+                        pair.state = next;
+                        record_outputs(
+                            &self.codec,
+                            &self.topics,
+                            &rule,
+                            sensor_id,
+                            pair,
+                            &[],
+                            &mut self.carry,
+                        );
+                    }
+                }
+            }
+        }
+        self.ensure_expected(&rule);
+    }
+
+    /// Creates the machines of an absent rule's listed sensors this member owns, so a
+    /// sensor that never reports still fires.
+    fn ensure_expected(&mut self, rule: &Rule) {
+        if !rule.is_absent() || !rule.enabled {
+            return;
+        }
+        let since = self.event_time_now();
+        for sensor_id in &rule.sensor_ids {
+            if !self.owns(sensor_id) {
+                continue;
+            }
+            let key = (rule.id.clone(), sensor_id.clone());
+            if self.machines.contains_key(&key) {
+                continue;
+            }
+            let pair = Pair {
+                sensor_type: rule.sensor_type.clone(),
+                state: MachineState::new(since),
+            };
+            record_outputs(
+                &self.codec,
+                &self.topics,
+                rule,
+                sensor_id,
+                &pair,
+                &[],
+                &mut self.carry,
+            );
+            self.machines.insert(key, pair);
+        }
+    }
+
+    /// Resolves and forgets the machines of `rule` whose (sensor type, sensor) `drop` selects.
+    fn retire(&mut self, rule: &Rule, drop: impl Fn((&SensorType, &SensorId)) -> bool) {
+        let at = self.event_time_now();
+        let keys: Vec<PairKey> = self
+            .machines
+            .iter()
+            .filter(|((r, s), p)| *r == rule.id && drop((&p.sensor_type, s)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(mut pair) = self.machines.remove(&key) else {
+                continue;
+            };
+            if !self.owns(&key.1) {
+                continue;
+            }
+            let (next, transition) = machine::retire(&pair.state, at);
+            if next == pair.state {
+                continue;
+            }
+            pair.state = next;
+            let transitions: Vec<Transition> = transition.into_iter().collect();
+            record_outputs(
+                &self.codec,
+                &self.topics,
+                rule,
+                &key.1,
+                &pair,
+                &transitions,
+                &mut self.carry,
+            );
+        }
+    }
+
+    /// Replaces the in-memory machines by the committed ones in `alerts.state`.
+    async fn reload_states(&mut self) -> Result<()> {
+        let reader = LogReader::new(&self.kafka, &self.topics.alerts_state()).await?;
+        let records = reader.read_to_end(READ_TIMEOUT).await?;
+        let mut machines = HashMap::new();
+        for record in records {
+            let Some(key) = record.key.as_deref() else {
+                continue;
+            };
+            let Some(bytes) = record.payload.as_deref().filter(|b| !b.is_empty()) else {
+                if let Some((r, s)) = std::str::from_utf8(key)
+                    .ok()
+                    .and_then(|k| k.split_once('/'))
+                {
+                    machines.remove(&(RuleId::new(r), SensorId::new(s)));
+                }
+                continue;
+            };
+            let restored = self
+                .codec
+                .decode::<AlertState>(bytes)
+                .map_err(|e| Error::BadState {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    detail: e.to_string(),
+                })
+                .and_then(|r| Ok((MachineState::from_record(&r)?, r)));
+            match restored {
+                Ok((state, record)) => {
+                    machines.insert(
+                        (record.rule_id, record.sensor_id),
+                        Pair {
+                            sensor_type: record.sensor_type,
+                            state,
+                        },
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "alerts: a state record is skipped"),
+            }
+        }
+        machines.retain(|(rule_id, _), _| self.rules.contains_key(rule_id));
+        tracing::info!(machines = machines.len(), "alerts: state restored");
+        self.machines = machines;
+        let rules: Vec<Rule> = self.rules.values().cloned().collect();
+        for rule in &rules {
+            self.ensure_expected(rule);
+        }
+        Ok(())
+    }
+
+    /// After a failed transaction: back to the committed offsets and state.
+    async fn recover(&mut self) -> Result<()> {
+        self.consumer.rewind_to_committed(READ_TIMEOUT).await?;
+        self.reload_states().await
+    }
+
+    async fn transact(&self, outbox: Outbox, positions: Positions) -> Result<()> {
+        let producer = self.producer.clone();
+        let consumer = self.consumer.clone();
+        let state_topic = self.topics.alerts_state();
+        tokio::task::spawn_blocking(move || -> labstream_bus::Result<()> {
+            producer.begin()?;
+            let sent = (|| {
+                for (topic, key, payload) in &outbox.events {
+                    producer.send(topic, key.as_bytes(), payload)?;
+                }
+                for (key, payload) in &outbox.states {
+                    producer.send(&state_topic, key.as_bytes(), payload)?;
+                }
+                producer.commit(&positions, &consumer)
+            })();
+            if let Err(e) = &sent
+                && e.is_retryable()
+                && let Err(abort) = producer.abort()
+            {
+                tracing::warn!(error = %abort, "alerts: aborting the transaction failed");
+            }
+            sent
+        })
+        .await
+        .map_err(|e| Error::Config(format!("transaction task failed: {e}")))?
+        .map_err(Error::Kafka)
+    }
+}
+
+/// Queues `transitions` as events and the pair's state as its latest record.
+fn record_outputs(
+    codec: &Codec,
+    topics: &Topics,
+    rule: &Rule,
+    sensor_id: &SensorId,
+    pair: &Pair,
+    transitions: &[Transition],
+    outbox: &mut Outbox,
+) {
+    let key = alert_key(&rule.id, sensor_id);
+    let now = Timestamp::now();
+    for tr in transitions {
+        let event = tr.to_event(rule, sensor_id, &pair.sensor_type, now);
+        match codec.encode(&event) {
+            Ok(bytes) => {
+                tracing::info!(rule = %rule.id, sensor = %sensor_id, status = %tr.status, sequence = tr.sequence, ts = %tr.ts, "alert transition");
+                outbox
+                    .events
+                    .push((topics.alerts_topic(&rule.topic), key.clone(), bytes));
+            }
+            Err(e) => tracing::error!(error = %e, "alerts: encoding an event failed"),
+        }
+    }
+    match codec.encode(&pair.state.to_record(rule, sensor_id, &pair.sensor_type)) {
+        Ok(bytes) => {
+            outbox.states.insert(key, bytes);
+        }
+        Err(e) => tracing::error!(error = %e, "alerts: encoding a state failed"),
+    }
+}
+
+/// Reads rule changes as they are committed and hands them to the processor.
+async fn follow_rules(
+    reader: LogReader,
+    every: Duration,
+    tx: mpsc::Sender<Vec<Record>>,
+    cancel: CancellationToken,
+) {
+    while !cancel.is_cancelled() {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match reader.read_to_end(READ_TIMEOUT).await {
+            Ok(records) if records.is_empty() => {}
+            Ok(records) => {
+                if tx.send(records).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "alerts: reading rule changes failed; retrying"),
+        }
+    }
+}
+
+async fn partition_count(kafka: &KafkaConfig, topic: &str) -> Result<i32> {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &kafka.brokers);
+    for (k, v) in &kafka.librdkafka {
+        client.set(k, v);
+    }
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client
+            .create()
+            .map_err(|e| Error::Kafka(labstream_bus::Error::Config(e)))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|e| Error::Kafka(labstream_bus::Error::Consume(e)))?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        if count == 0 {
+            return Err(Error::Config(format!("topic {topic} has no partitions")));
+        }
+        Ok(count as i32)
+    })
+    .await
+    .map_err(|e| Error::Config(format!("metadata task failed: {e}")))?
+}
+
+async fn pause(cancel: &CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(RETRY_PAUSE) => {}
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
