@@ -29,6 +29,9 @@ async fn a_kafka_crash_gives_503s_and_loses_or_duplicates_nothing_acknowledged()
         ("LABSTREAM__KAFKA__PRODUCE_TIMEOUT", "3s"),
         ("LABSTREAM__SINKS__MONGO__ENABLED", "false"),
         ("LABSTREAM__SINKS__LAKE__ENABLED", "false"),
+        // Ingest alone is under test.
+        ("LABSTREAM__PROCESSORS__ENRICHMENT__ENABLED", "false"),
+        ("LABSTREAM__PROCESSORS__EXPERIMENTS__ENABLED", "false"),
     ])
     .await;
 

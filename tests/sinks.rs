@@ -157,6 +157,9 @@ async fn sinks_killed_repeatedly_then_replayed_hold_every_sample_exactly_once() 
         "ingest",
         &[
             ("LABSTREAM__SINKS__LAKE__FLUSH_INTERVAL", "300ms"),
+            // The sinks alone are under test: the lake reads samples.raw, as the Mongo
+            // sink does (tests/experiments.rs covers the enrichment in between).
+            ("LABSTREAM__SINKS__LAKE__SOURCE", "raw"),
             ("LABSTREAM__SINKS__MONGO__BATCH_MAX_RECORDS", "100"),
             ("LABSTREAM__SINKS__MONGO__BATCH_MAX_WAIT", "50ms"),
         ],
@@ -256,6 +259,7 @@ async fn two_lake_sinks_sharing_the_partitions_survive_a_member_crash() {
         "ingest",
         &[
             ("LABSTREAM__SINKS__LAKE__FLUSH_INTERVAL", "200ms"),
+            ("LABSTREAM__SINKS__LAKE__SOURCE", "raw"),
             // Compaction would hide duplicates; the lake must be right without it.
             ("LABSTREAM__COMPACTION__ENABLED", "false"),
         ],

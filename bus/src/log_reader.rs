@@ -50,18 +50,26 @@ impl LogReader {
         let c = consumer.clone();
         let t = topic.to_owned();
         let partitions = tokio::task::spawn_blocking(move || -> Result<Vec<i32>> {
-            let metadata = c
-                .fetch_metadata(Some(&t), Duration::from_secs(10))
-                .map_err(Error::Consume)?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|m| m.name() == t && m.error().is_none())
-                .flat_map(|m| m.partitions().iter().map(|p| p.id()))
-                .collect();
-            if partitions.is_empty() {
-                return Err(Error::Admin(format!("topic {t} does not exist")));
-            }
+            // A topic created a moment ago may not be in every broker's metadata yet.
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            let partitions = loop {
+                let metadata = c
+                    .fetch_metadata(Some(&t), Duration::from_secs(10))
+                    .map_err(Error::Consume)?;
+                let partitions: Vec<i32> = metadata
+                    .topics()
+                    .iter()
+                    .filter(|m| m.name() == t && m.error().is_none())
+                    .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+                    .collect();
+                if !partitions.is_empty() {
+                    break partitions;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Admin(format!("topic {t} does not exist")));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
             let mut tpl = TopicPartitionList::new();
             for p in &partitions {
                 tpl.add_partition_offset(&t, *p, Offset::Beginning)
