@@ -21,13 +21,20 @@ pub enum Error {
         "this producer was fenced: another instance took over its transactional id ({0}); stop this one"
     )]
     Fenced(KafkaError),
+    #[error(
+        "consumer group {group} has {members} live member(s); stop them before moving its offsets"
+    )]
+    GroupActive { group: String, members: usize },
     #[error("Kafka at {brokers} is not reachable: {cause}")]
     Unreachable { brokers: String, cause: KafkaError },
 }
 
 impl Error {
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Error::Config(_) | Error::Fenced(_))
+        !matches!(
+            self,
+            Error::Config(_) | Error::Fenced(_) | Error::GroupActive { .. }
+        )
     }
 }
 
