@@ -1,6 +1,7 @@
 //! labstream benchmarks: the load generator behind `labstream-loadgen` and
 //! `benches/run` (a simulated sensor fleet, HTTP and raw-Kafka targets, closed and open
-//! workload models, HDR latency recording, the RESULTS.md writer), and criterion
+//! workload models, HDR latency recording, the RESULTS.md writer), the sinks benchmark
+//! behind `labstream-sinkbench` (`sinks`), and criterion
 //! micro-benches of hot paths in `benches/benches/` (`cargo bench -p labstream-benches`).
 //! Benchmarks are not tests: targets are checked in the report, never asserted.
 
@@ -11,4 +12,5 @@ pub mod process_stats;
 pub mod recorder;
 pub mod report;
 pub mod runner;
+pub mod sinks;
 pub mod wire;

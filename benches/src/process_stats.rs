@@ -130,6 +130,38 @@ pub fn memory(watched: &[Watched]) -> BTreeMap<String, Memory> {
         .collect()
 }
 
+/// Resets this process's peak resident set (`VmHWM`) to its current size, so that the
+/// peak of one phase of a longer run can be read. Linux only; false where unsupported.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Cores, CPU model, memory and kernel, from /proc.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or("unknown".to_owned(), |kib| {
+            format!("{:.1} GiB", kib / 1024.0 / 1024.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores (`nproc`), {model}, {mem_gib} memory, Linux {}",
+        kernel.trim()
+    )
+}
+
 /// utime + stime of a process, in ticks.
 fn process_ticks(proc_dir: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("{proc_dir}/stat")).ok()?;

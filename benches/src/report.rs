@@ -557,12 +557,18 @@ fn method(w: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
 
 /// Replaces the ingest section of `existing` (or appends it when absent).
 pub fn splice(existing: &str, section: &str) -> String {
-    match (existing.find(BEGIN), existing.find(END)) {
+    splice_between(existing, section, BEGIN, END)
+}
+
+/// Replaces the text from `begin` to `end` (markers included) in `existing` with
+/// `section`, or appends `section` when the markers are absent.
+pub fn splice_between(existing: &str, section: &str, begin: &str, end: &str) -> String {
+    match (existing.find(begin), existing.find(end)) {
         (Some(b), Some(e)) if e > b => {
             let mut out = String::new();
             out.push_str(&existing[..b]);
             out.push_str(section.trim_end());
-            out.push_str(&existing[e + END.len()..]);
+            out.push_str(&existing[e + end.len()..]);
             out
         }
         _ => {

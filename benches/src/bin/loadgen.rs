@@ -377,7 +377,7 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         rustc: args.rustc.clone(),
         kafka: args.kafka.clone(),
         librdkafka,
-        machine: machine(),
+        machine: labstream_benches::process_stats::machine(),
         shared: args.shared.clone(),
     };
     let section = report::ingest_section(&results, &ctx)?;
@@ -386,30 +386,4 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// Cores, CPU model, memory and kernel, from /proc.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|rest| rest.split_once(':'))
-        .map(|(_, m)| m.trim().to_owned())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or("unknown".to_owned(), |kib| {
-            format!("{:.1} GiB", kib / 1024.0 / 1024.0)
-        });
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{cores} cores (`nproc`), {model}, {mem_gib} memory, Linux {}",
-        kernel.trim()
-    )
 }
