@@ -1,8 +1,10 @@
 //! The `labstream` binary: one subcommand per role or tool. It reads settings, builds
 //! clients and hands them to the component crates.
 
+mod backfill_cli;
 mod compact_cli;
 mod config;
+mod group_cli;
 mod query_cli;
 mod serve;
 mod simulate;
@@ -54,6 +56,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Move a stopped consumer group to a time (or earliest/latest) so its workers read
+    /// the log again from there; a dry run unless --execute.
+    Replay(group_cli::ReplayArgs),
+    /// Committed offset, end offset and lag per partition of labstream's consumer groups.
+    Lag(group_cli::LagArgs),
+    /// Send samples from files (NDJSON, CSV, line protocol) through ingest's validation
+    /// to samples.raw, e.g. data recovered from a gateway after an outage.
+    Backfill(backfill_cli::BackfillArgs),
     /// Run SQL over the lake and print the result.
     Query(query_cli::QueryArgs),
     /// Merge the lake's small files into sorted larger ones, dropping duplicate samples
@@ -142,6 +152,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => {
             telemetry::init("warn");
             runtime.block_on(query_cli::run(&settings, args))
+        }
+        Command::Replay(args) => {
+            telemetry::init("warn");
+            runtime.block_on(group_cli::replay(&settings, args))
+        }
+        Command::Lag(args) => {
+            telemetry::init("warn");
+            runtime.block_on(group_cli::lag(&settings, args))
+        }
+        Command::Backfill(args) => {
+            telemetry::init("warn");
+            runtime.block_on(backfill_cli::run(&settings, args))
         }
         Command::Compact(args) => {
             telemetry::init("warn");

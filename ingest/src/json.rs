@@ -66,6 +66,18 @@ pub fn parse_json(
     Ok(parsed)
 }
 
+/// One NDJSON line as a sample, for readers of files that report bad lines
+/// themselves (`labstream backfill`).
+pub(crate) fn parse_json_line(
+    line: &[u8],
+    precision: Precision,
+    validator: &Validator<'_>,
+) -> std::result::Result<labstream_schemas::Sample, Invalid> {
+    let doc = serde_json::from_slice(line)
+        .map_err(|e| Invalid::malformed(format!("not valid JSON: {e}")))?;
+    to_sample(doc, precision, validator)
+}
+
 fn to_sample(
     doc: serde_json::Value,
     precision: Precision,

@@ -63,6 +63,24 @@ pub fn parse_line_protocol(
     Ok(parsed)
 }
 
+/// One line of line protocol (not blank, not a comment) as a sample, for readers of
+/// files that report bad lines themselves (`labstream backfill`).
+pub(crate) fn parse_line(
+    line: &[u8],
+    precision: Precision,
+    sensor_id_tag: &str,
+    validator: &Validator<'_>,
+    values: &mut Vec<(String, RawValue)>,
+) -> std::result::Result<Sample, Invalid> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    LinePoint {
+        precision,
+        sensor_id_tag,
+        validator,
+    }
+    .parse(line, values)
+}
+
 /// What every line of one request is parsed with.
 struct LinePoint<'v, 'r> {
     precision: Precision,

@@ -1,0 +1,309 @@
+//! `labstream lag` and `labstream replay`: where labstream's consumer groups stand in
+//! their topics, and moving a stopped group back to a time so its workers read again
+//! from there (the sinks' writes are idempotent, so a replay only fills what is missing).
+
+use crate::config::Settings;
+use anyhow::{Context, bail};
+use labstream_bus::{GroupAdmin, GroupDescription, OffsetMove, ResetTarget};
+use labstream_schemas::Topics;
+use labstream_sinks::lake::LakeSource;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub(crate) struct LagArgs {
+    /// Only this consumer group (default: every labstream group of the settings).
+    #[arg(long)]
+    group: Option<String>,
+    /// The topic of the group (default: the one the group's role reads).
+    #[arg(long, requires = "group")]
+    topic: Option<String>,
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Stop the group's workers first (e.g. `labstream sink lake`, or `labstream serve` \
+running that sink), run without --execute to see the moves, then with --execute, then start the workers again."
+)]
+pub(crate) struct ReplayArgs {
+    /// The consumer group to move, e.g. labstream-sink-mongo (`labstream lag` lists them).
+    #[arg(long)]
+    group: String,
+    /// Where to move it: an RFC 3339 time (the first record at or after it; partitions
+    /// without one go to their end), `earliest` or `latest`.
+    #[arg(long)]
+    to: String,
+    /// The topic (default: the one the group's role reads, from the settings).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Move the offsets. Without it, only print the moves (a dry run).
+    #[arg(long)]
+    execute: bool,
+}
+
+/// A consumer group labstream runs, and the topic it reads.
+struct KnownGroup {
+    role: &'static str,
+    /// The command whose processes are the group's members.
+    command: &'static str,
+    group: String,
+    topic: String,
+}
+
+fn known_groups(settings: &Settings) -> Vec<KnownGroup> {
+    let topics = Topics::new(&settings.kafka.topic_prefix);
+    vec![
+        KnownGroup {
+            role: "sinks.mongo",
+            command: "labstream sink mongo",
+            group: settings.sinks.mongo.group_id.clone(),
+            topic: topics.samples_raw(),
+        },
+        KnownGroup {
+            role: "sinks.lake",
+            command: "labstream sink lake",
+            group: settings.sinks.lake.group_id.clone(),
+            topic: match settings.sinks.lake.source {
+                LakeSource::Enriched => topics.samples_enriched(),
+                LakeSource::Raw => topics.samples_raw(),
+            },
+        },
+        KnownGroup {
+            role: "processors.enrichment",
+            command: "labstream process enrichment",
+            group: settings.processors.enrichment.group_id.clone(),
+            topic: topics.samples_raw(),
+        },
+    ]
+}
+
+fn topic_of(settings: &Settings, group: &str, topic: Option<String>) -> anyhow::Result<String> {
+    if let Some(t) = topic {
+        return Ok(t);
+    }
+    let known = known_groups(settings);
+    match known.iter().find(|k| k.group == group) {
+        Some(k) => Ok(k.topic.clone()),
+        None => bail!(
+            "{group} is not one of labstream's consumer groups in these settings ({}); name its topic with --topic",
+            known
+                .iter()
+                .map(|k| k.group.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<()> {
+    labstream_bus::probe(&settings.kafka, Duration::from_secs(15))
+        .await
+        .context("start Kafka (infra/local/stack up) or set LABSTREAM__KAFKA__BROKERS")
+}
+
+fn members_line(d: &GroupDescription) -> String {
+    if d.members.is_empty() {
+        return format!("state {}, no live members", state_name(d));
+    }
+    format!(
+        "state {}, {} live member(s): {}",
+        state_name(d),
+        d.members.len(),
+        d.members
+            .iter()
+            .map(|m| format!("{}@{}", m.client_id, m.client_host.trim_start_matches('/')))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn state_name(d: &GroupDescription) -> &str {
+    if d.state.is_empty() { "Dead" } else { &d.state }
+}
+
+pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()> {
+    connect(settings).await?;
+    let groups: Vec<(String, String, String)> = match args.group {
+        Some(g) => {
+            let topic = topic_of(settings, &g, args.topic)?;
+            let role = known_groups(settings)
+                .into_iter()
+                .find(|k| k.group == g)
+                .map_or("", |k| k.role);
+            vec![(role.to_owned(), g, topic)]
+        }
+        None => known_groups(settings)
+            .into_iter()
+            .map(|k| (k.role.to_owned(), k.group, k.topic))
+            .collect(),
+    };
+    println!(
+        "{:<32} {:<28} {:>9} {:>12} {:>12} {:>10}",
+        "GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
+    );
+    let mut summaries = Vec::new();
+    for (role, group, topic) in groups {
+        let admin = GroupAdmin::new(&settings.kafka, &group)?;
+        let described = admin.describe().await?;
+        let offsets = match admin.offsets(&topic).await {
+            Ok(o) => o,
+            Err(e) => {
+                summaries.push(format!("{group} ({role}): {e}"));
+                continue;
+            }
+        };
+        let mut total = 0;
+        for p in &offsets {
+            total += p.lag();
+            println!(
+                "{:<32} {:<28} {:>9} {:>12} {:>12} {:>10}",
+                group,
+                topic,
+                p.partition,
+                p.committed
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                p.end,
+                p.lag()
+            );
+        }
+        let role = if role.is_empty() {
+            String::new()
+        } else {
+            format!(" ({role})")
+        };
+        summaries.push(format!(
+            "{group}{role}: lag {total} on {topic}, {}",
+            members_line(&described)
+        ));
+    }
+    println!();
+    for s in summaries {
+        println!("{s}");
+    }
+    Ok(())
+}
+
+fn parse_target(to: &str) -> anyhow::Result<ResetTarget> {
+    match to.trim().to_ascii_lowercase().as_str() {
+        "earliest" => Ok(ResetTarget::Earliest),
+        "latest" => Ok(ResetTarget::Latest),
+        _ => chrono::DateTime::parse_from_rfc3339(to.trim())
+            .map(|t| ResetTarget::Time(t.timestamp_millis()))
+            .with_context(|| {
+                format!(
+                    "--to {to:?} is not an RFC 3339 time (e.g. 2026-11-23T09:30:00Z), earliest or latest"
+                )
+            }),
+    }
+}
+
+fn print_moves(moves: &[OffsetMove]) {
+    println!(
+        "{:>9} {:>12}    {:>12} {:>10} {:>12}",
+        "PARTITION", "COMMITTED", "TARGET", "RE-READ", "THEN TO READ"
+    );
+    for m in moves {
+        println!(
+            "{:>9} {:>12} -> {:>12} {:>10} {:>12}",
+            m.partition,
+            m.current.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            m.target,
+            m.reread(),
+            m.to_read()
+        );
+    }
+    let reread: i64 = moves.iter().map(OffsetMove::reread).sum();
+    let to_read: i64 = moves.iter().map(OffsetMove::to_read).sum();
+    if reread >= 0 {
+        println!("total: {reread} records read again, {to_read} to read in all");
+    } else {
+        println!(
+            "total: {} records SKIPPED (the target is after the committed offsets), {to_read} to read in all",
+            -reread
+        );
+    }
+}
+
+pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
+    let target = parse_target(&args.to)?;
+    connect(settings).await?;
+    let topic = topic_of(settings, &args.group, args.topic)?;
+    let admin = GroupAdmin::new(&settings.kafka, &args.group)?;
+    let described = admin.describe().await?;
+    println!(
+        "group {} on {topic}: {}",
+        args.group,
+        members_line(&described)
+    );
+    match target {
+        ResetTarget::Time(_) => println!(
+            "to {}: the first record at or after it in each partition (the end where there is none)",
+            args.to.trim()
+        ),
+        ResetTarget::Earliest => println!("to earliest: the oldest record still in each partition"),
+        ResetTarget::Latest => {
+            println!("to latest: the end of each partition (nothing is read again)")
+        }
+    }
+    let moves = admin.plan_reset(&topic, target).await?;
+    print_moves(&moves);
+    if described.has_live_members() {
+        let command = known_groups(settings)
+            .into_iter()
+            .find(|k| k.group == args.group)
+            .map_or("the processes of this group", |k| k.command);
+        let advice = format!(
+            "group {} has {} live member(s); their next commit would undo the move. Stop them first \
+             ({command}, or `labstream serve` if it runs that role), check that `labstream lag --group {}` \
+             shows no live members (a killed worker leaves after its session timeout, about 10 s), run \
+             this again, then start the workers: they resume from the new offsets",
+            args.group,
+            described.members.len(),
+            args.group
+        );
+        if args.execute {
+            bail!("refused: {advice}");
+        }
+        println!("dry run: nothing changed. Note: --execute would be refused now: {advice}");
+        return Ok(());
+    }
+    if !args.execute {
+        println!("dry run: nothing changed; run again with --execute to move the offsets");
+        return Ok(());
+    }
+    admin
+        .apply_reset(&moves)
+        .await
+        .context("moving the offsets")?;
+    let after = admin.offsets(&topic).await?;
+    for (m, a) in moves.iter().zip(&after) {
+        if a.committed != Some(m.target) {
+            bail!(
+                "partition {} of {topic} is at {:?} after the reset, not {}; a member may have joined meanwhile: stop it and run again",
+                m.partition,
+                a.committed,
+                m.target
+            );
+        }
+    }
+    println!(
+        "moved group {} on {topic}; start its workers to read from there",
+        args.group
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(parse_target("earliest").unwrap(), ResetTarget::Earliest);
+        assert_eq!(parse_target("LATEST").unwrap(), ResetTarget::Latest);
+        assert_eq!(
+            parse_target("2026-11-23T00:00:00Z").unwrap(),
+            ResetTarget::Time(1_795_392_000_000)
+        );
+        assert!(format!("{:#}", parse_target("yesterday").unwrap_err()).contains("RFC 3339"));
+    }
+}
