@@ -62,9 +62,14 @@ pub(crate) async fn run(settings: &Settings, args: QueryArgs) -> anyhow::Result<
     }
     let lake = args.lake.unwrap_or_else(|| settings.lake.path.clone());
     let engine = settings.query.build(lake.clone())?;
-    if engine.tables().await?.is_empty() {
+    if !engine
+        .tables()
+        .await?
+        .iter()
+        .any(|t| t.starts_with("samples_"))
+    {
         eprintln!(
-            "note: the lake at {} holds no table yet (samples appear after the lake sink's first flush)",
+            "note: the lake at {} holds no sample table yet (samples appear after the lake sink's first flush)",
             lake.display()
         );
     }

@@ -164,16 +164,17 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         ));
     }
     if roles.experiments_processor {
-        let (k, t, site, c) = (
+        let (k, t, site, lake, c) = (
             kafka.clone(),
             topics.clone(),
             settings.experiments.site_id.clone(),
+            Some(settings.lake.path.clone()),
             cancel.clone(),
         );
         tasks.push((
             "experiments",
             tokio::spawn(async move {
-                Ok(labstream_processors::experiments::run_snapshots(k, t, site, c).await?)
+                Ok(labstream_processors::experiments::run_snapshots(k, t, site, lake, c).await?)
             }),
         ));
     }

@@ -5,7 +5,9 @@
 //! are the lake's, so nothing outside it is readable. Each query has its own memory
 //! pool (no spilling: over the limit it fails) and a deadline, and at most
 //! `max_concurrent` run at once. Files are listed through `LakeStore`, which shows only
-//! live lake files: a query racing compaction reads every row exactly once.
+//! live lake files: a query racing compaction reads every row exactly once. The
+//! `experiments` and `recordings` tables come from the files the experiments processor
+//! keeps in `<lake>/experiments/` (empty, with their columns, until it wrote them).
 
 use crate::config::{QueryConfig, human_bytes};
 use crate::error::{Error, Result};
@@ -13,6 +15,7 @@ use crate::lake_store::LakeStore;
 use crate::sandbox;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -22,6 +25,9 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
+use labstream_schemas::lake_tables::{
+    EXPERIMENTS_TABLE, RECORDINGS_TABLE, experiments_schema, recordings_schema, table_file,
+};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -86,13 +92,29 @@ impl QueryEngine {
 
     /// Names of the tables a query can use now.
     pub async fn tables(&self) -> Result<Vec<String>> {
-        Ok(sample_tables(&self.lake)?
+        let mut names: Vec<String> = sample_tables(&self.lake)?
             .into_iter()
             .map(|(name, _)| name)
-            .collect())
+            .collect();
+        names.extend([EXPERIMENTS_TABLE.to_owned(), RECORDINGS_TABLE.to_owned()]);
+        Ok(names)
     }
 
-    async fn session(&self) -> Result<SessionContext> {
+    /// One of the `max_concurrent` query slots, held until dropped.
+    pub(crate) fn try_slot(&self) -> Result<OwnedSemaphorePermit> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy {
+                running: self.config.max_concurrent,
+            })
+    }
+
+    pub(crate) fn lake(&self) -> &Path {
+        &self.lake
+    }
+
+    pub(crate) async fn session(&self) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(2);
@@ -122,6 +144,21 @@ impl QueryEngine {
                 .await
                 .map_err(|e| Error::Internal(format!("registering {name}: {e}")))?;
         }
+        for (name, schema) in [
+            (EXPERIMENTS_TABLE, experiments_schema()),
+            (RECORDINGS_TABLE, recordings_schema()),
+        ] {
+            let file = table_file(&self.lake, name);
+            let registered = if file.is_file() {
+                let url = file.display().to_string();
+                ctx.register_parquet(name, url.as_str(), ParquetReadOptions::default())
+                    .await
+            } else {
+                MemTable::try_new(schema, vec![vec![]])
+                    .and_then(|t| ctx.register_table(name, Arc::new(t)).map(|_| ()))
+            };
+            registered.map_err(|e| Error::Internal(format!("registering {name}: {e}")))?;
+        }
         Ok(ctx)
     }
 
@@ -136,13 +173,7 @@ impl QueryEngine {
     /// Runs `sql` under the limits and returns its batches as they are computed.
     #[tracing::instrument(skip_all)]
     pub async fn query_stream(&self, sql: &str) -> Result<QueryStream> {
-        let permit = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy {
-                running: self.config.max_concurrent,
-            })?;
+        let permit = self.try_slot()?;
         let deadline = Instant::now() + self.config.timeout;
         let config = self.config;
         let (stream, first) = tokio::time::timeout_at(deadline, self.start(sql))
@@ -212,7 +243,7 @@ fn classify(e: DataFusionError, config: &QueryConfig) -> Error {
 }
 
 /// `(samples_<type>, directory)` for each sensor type folder holding at least one file.
-fn sample_tables(lake: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn sample_tables(lake: &Path) -> Result<Vec<(String, PathBuf)>> {
     let root = lake.join("samples");
     let entries = match std::fs::read_dir(&root) {
         Ok(e) => e,

@@ -10,6 +10,7 @@ pub mod experiment;
 mod ids;
 mod json_bridge;
 pub mod lake_layout;
+pub mod lake_tables;
 mod registry;
 mod sample;
 mod topics;

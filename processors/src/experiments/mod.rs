@@ -2,12 +2,17 @@
 //! changed experiment's snapshot to the compacted `experiments.state`. Snapshots are
 //! derived and keyed by experiment, so writing one twice changes nothing; `rebuild`
 //! recomputes every snapshot from the whole log and republishes the ones that differ.
+//! Given a lake, it also keeps the lake's `experiments` and `recordings` tables current
+//! (`lake`), rewriting them whenever an experiment changed.
+
+mod lake;
 
 use crate::error::Result;
 use labstream_bus::{KafkaConfig, LogReader, Producer};
 use labstream_schemas::experiment::{ExperimentEvent, ExperimentState, SiteState};
 use labstream_schemas::{Codec, ExperimentId, Topics};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -84,11 +89,13 @@ async fn publish(
     Ok(())
 }
 
-/// Keeps `experiments.state` current until `cancel`.
+/// Keeps `experiments.state`, and the experiment tables of `lake` if given, current
+/// until `cancel`.
 pub async fn run_snapshots(
     kafka: KafkaConfig,
     topics: Topics,
     site_id: String,
+    lake: Option<PathBuf>,
     cancel: CancellationToken,
 ) -> Result<()> {
     let codec = Codec::new();
@@ -99,9 +106,27 @@ pub async fn run_snapshots(
             let reader = LogReader::new(&kafka, &topics.experiments_events()).await?;
             let mut last = published(&kafka, &topics, &codec).await?;
             let mut site = SiteState::default();
+            // The tables are written once the log is read, then after each change; a
+            // failed write is retried on the next round.
+            let mut tables_stale = lake.is_some();
             loop {
                 let mut changed = Vec::new();
                 fold_new(&reader, &codec, &site_id, &mut site, &mut changed).await?;
+                tables_stale |= !changed.is_empty();
+                if let Some(lake) = lake.as_ref().filter(|_| tables_stale) {
+                    let (lake, states) = (lake.clone(), site.experiments.clone());
+                    let written = tokio::task::spawn_blocking(move || {
+                        lake::write_tables(&lake, states.values())
+                    })
+                    .await
+                    .map_err(|e| crate::Error::Internal(e.to_string()))?;
+                    match written {
+                        Ok(()) => tables_stale = false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "writing the experiment tables to the lake failed; retrying")
+                        }
+                    }
+                }
                 for id in changed {
                     let state = &site.experiments[&id];
                     if last.get(&id) != Some(state) {

@@ -1,0 +1,106 @@
+//! Writes the site's experiment state to the lake as the `experiments` and `recordings`
+//! tables (`<lake>/experiments/*.parquet`), so SQL can join samples with recordings and
+//! exports read metadata without Kafka. Each file is replaced whole: temporary name,
+//! fsync, rename, fsync of the folder, so a reader sees the old or the new file, never
+//! half of one.
+
+use crate::error::{Error, Result};
+use arrow::record_batch::RecordBatch;
+use labstream_schemas::experiment::ExperimentState;
+use labstream_schemas::lake_tables::{
+    EXPERIMENTS_TABLE, RECORDINGS_TABLE, experiments_batch, recordings_batch, table_file,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::fs::File;
+use std::path::Path;
+
+/// Replaces both tables with the rows of `states`.
+pub(crate) fn write_tables<'a>(
+    lake: &Path,
+    states: impl IntoIterator<Item = &'a ExperimentState> + Clone,
+) -> Result<()> {
+    let experiments =
+        experiments_batch(states.clone()).map_err(|e| Error::Internal(e.to_string()))?;
+    let recordings = recordings_batch(states).map_err(|e| Error::Internal(e.to_string()))?;
+    replace(&table_file(lake, EXPERIMENTS_TABLE), &experiments)?;
+    replace(&table_file(lake, RECORDINGS_TABLE), &recordings)?;
+    Ok(())
+}
+
+fn replace(path: &Path, batch: &RecordBatch) -> Result<()> {
+    let io = |e: std::io::Error| Error::Internal(format!("writing {}: {e}", path.display()));
+    let dir = path.parent().expect("a table file is inside the lake");
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().expect("a file name").to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let file = File::create(&tmp).map_err(io)?;
+    let parquet = |e: parquet::errors::ParquetError| {
+        Error::Internal(format!("writing {}: {e}", path.display()))
+    };
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet)?;
+    writer.write(batch).map_err(parquet)?;
+    let file = writer.into_inner().map_err(parquet)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labstream_schemas::experiment::{ExperimentDefinition, ExperimentStatus};
+    use labstream_schemas::{ExperimentId, Timestamp};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn replaces_both_files_whole() {
+        let lake = tempfile::tempdir().unwrap();
+        let state = |id: &str| ExperimentState {
+            experiment_id: ExperimentId::from(id),
+            site_id: "default".into(),
+            version: 1,
+            status: ExperimentStatus::Draft,
+            definition: ExperimentDefinition {
+                name: id.into(),
+                owner: "o".into(),
+                description: None,
+                sensor_config_id: "c".into(),
+                tasks: vec![],
+                operators: vec![],
+                participants: vec![],
+            },
+            created_at: Timestamp::from_micros(0),
+            updated_at: Timestamp::from_micros(0),
+            recordings: vec![],
+            logbook: vec![],
+            progress: vec![],
+        };
+        let rows = |table: &str| -> usize {
+            let file = File::open(table_file(lake.path(), table)).unwrap();
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .sum()
+        };
+        let (a, b) = (state("a"), state("b"));
+        write_tables(lake.path(), [&a, &b]).unwrap();
+        assert_eq!(rows(EXPERIMENTS_TABLE), 2);
+        write_tables(lake.path(), [&a]).unwrap();
+        assert_eq!(rows(EXPERIMENTS_TABLE), 1);
+        assert_eq!(rows(RECORDINGS_TABLE), 0);
+        let names: Vec<_> = std::fs::read_dir(lake.path().join("experiments"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+    }
+}
