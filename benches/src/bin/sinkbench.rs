@@ -141,6 +141,9 @@ struct RunArgs {
     /// Skip the phase that decodes without writing (informative, not a target).
     #[arg(long)]
     no_decode_phase: bool,
+    /// Skip the enrichment processor's phase (issue #5's benchmark).
+    #[arg(long)]
+    no_enrich_phase: bool,
     /// Skip consume-only and the lake sink with the consumer's fetch pacing tuned
     /// (informative, not a target).
     #[arg(long)]
@@ -270,6 +273,9 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             plan.push((phases::DECODE_LAKE, &big));
         }
         plan.push((phases::LAKE, &big));
+        if !a.no_enrich_phase {
+            plan.push((phases::ENRICH, &big));
+        }
         if !a.no_tuned_phases {
             plan.push((phases::CONSUME_TUNED, &big));
             plan.push((phases::LAKE_TUNED, &big));
@@ -407,6 +413,7 @@ async fn phase(a: PhaseArgs) -> anyhow::Result<()> {
                 .await?
         }
         phases::LAKE | phases::LAKE_TUNED => bench.lake(round, &a.phase, &source).await?,
+        phases::ENRICH => bench.enrich(round, &a.phase, &source).await?,
         phases::MONGO => bench.mongo(round, &source).await?,
         phases::BULK => {
             let path = a

@@ -26,6 +26,8 @@ pub const LAKE_TUNED: &str = "lake-tuned";
 /// thresholds waits that long before fetching again, and a fast reader empties the queue
 /// well before: the consume-only rate is then set by this pause, not by the work.
 pub const TUNED_CONSUMER: (&str, &str) = ("fetch.queue.backoff.ms", "10");
+/// The enrichment processor (transactions on) on the same topic as `consume`.
+pub const ENRICH: &str = "enrich";
 pub const CONSUME_MONGO: &str = "consume-small";
 pub const MONGO: &str = "mongo";
 pub const BULK: &str = "bulk";

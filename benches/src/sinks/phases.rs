@@ -239,6 +239,171 @@ impl Bench {
         Ok(finish(result, &measured))
     }
 
+    /// The enrichment processor (issue #5) with its default settings, Kafka
+    /// transactions on, until every record of the topic is in `samples.enriched` and its
+    /// offset committed with it. A recording of every sensor covers the whole topic, so
+    /// each sample is looked up and tagged (the costlier case).
+    pub async fn enrich(
+        &self,
+        round: usize,
+        phase: &str,
+        source: &Source,
+    ) -> anyhow::Result<PhaseResult> {
+        use labstream_processors::enrichment::{Enrichment, EnrichmentConfig};
+        use labstream_schemas::experiment::{
+            Command, CommandContext, ExperimentDefinition, ProtocolTask, SiteState, decide,
+        };
+        let prefix = source
+            .topic
+            .strip_suffix("samples.raw")
+            .context("the enrichment phase drains a `<prefix>samples.raw` topic")?
+            .to_owned();
+        let topics = labstream_schemas::Topics::new(prefix);
+        labstream_bus::ensure_topics(
+            &self.kafka,
+            &[
+                labstream_bus::TopicSpec::new(topics.experiments_events(), 1),
+                labstream_bus::TopicSpec::new(topics.samples_enriched(), source.partitions),
+            ],
+        )
+        .await?;
+        // A site of its own per round: an active experiment recording every sensor
+        // since long before the preloaded samples.
+        let site_id = format!("sinkbench-{}-r{round}", self.run_id);
+        let mut state = SiteState::default();
+        let long_ago = labstream_schemas::Timestamp::from_micros(0);
+        let commands = [
+            Command::DefineSensorConfig {
+                sensor_config_id: "all".into(),
+                name: "every sensor".into(),
+                description: None,
+                sensors: Vec::new(),
+            },
+            Command::CreateExperiment {
+                experiment_id: "bench".into(),
+                definition: ExperimentDefinition {
+                    name: "bench".into(),
+                    owner: "sinkbench".into(),
+                    description: None,
+                    sensor_config_id: "all".into(),
+                    tasks: vec![ProtocolTask {
+                        task_id: "t".into(),
+                        name: "t".into(),
+                        description: None,
+                    }],
+                    operators: Vec::new(),
+                    participants: vec!["p".into()],
+                },
+            },
+            Command::Activate {
+                experiment_id: "bench".into(),
+            },
+            Command::StartRecording {
+                experiment_id: "bench".into(),
+                recording_id: "rec".into(),
+                participant_id: "p".into(),
+                task_id: "t".into(),
+                sensors: Some(Vec::new()),
+                started_at: Some(long_ago),
+            },
+        ];
+        for (i, command) in commands.into_iter().enumerate() {
+            let ctx = CommandContext {
+                site_id: site_id.clone(),
+                actor: "sinkbench".into(),
+                now: labstream_schemas::Timestamp::now(),
+                event_id: format!("{site_id}-{i}"),
+                expected_version: None,
+                max_backdate: Duration::MAX,
+            };
+            let event = decide(&state, command, &ctx)
+                .map_err(|e| anyhow::anyhow!("setting up the recording: {e}"))?;
+            state.apply(&event);
+            self.producer
+                .send(
+                    &topics.experiments_events(),
+                    site_id.as_bytes(),
+                    &self.codec.encode(&event)?,
+                )
+                .await?;
+        }
+
+        let group = self.group(round, phase);
+        let config = EnrichmentConfig {
+            group_id: group.clone(),
+            ..EnrichmentConfig::default()
+        };
+        let enrichment = Enrichment::new(
+            self.kafka.clone(),
+            topics.clone(),
+            site_id,
+            format!("{}-r{round}-{phase}", self.run_id),
+            config.clone(),
+        );
+        let stats = enrichment.stats();
+        let cancel = CancellationToken::new();
+        let work = tokio::spawn(enrichment.run(cancel.clone()));
+        // The clock starts once the group assigned the partitions, as for the sinks.
+        let joining = std::time::Instant::now();
+        while !stats.assigned.load(Ordering::Relaxed) {
+            anyhow::ensure!(
+                joining.elapsed() < Duration::from_secs(60),
+                "the enrichment processor got no partitions within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let startup_s = joining.elapsed().as_secs_f64();
+        let meter = self.meter(round, phase);
+        let committed = stats.clone();
+        let done = move || committed.committed.load(Ordering::Relaxed);
+        let (measured, joined) = meter
+            .run(
+                Progress {
+                    consumer: None,
+                    done: &done,
+                    target: source.records,
+                },
+                &cancel,
+                work,
+            )
+            .await;
+        let n = done();
+        let mut result = self.result(phase, round, source, n, &measured);
+        result.startup_s = startup_s;
+        for (k, v) in [
+            ("max_batch", config.max_batch.to_string()),
+            (
+                "lateness",
+                humantime::format_duration(config.lateness).to_string(),
+            ),
+            ("transactions", "on (one per batch)".to_owned()),
+        ] {
+            result.settings.insert(k.into(), v);
+        }
+        let tagged = stats.in_recording.load(Ordering::Relaxed);
+        result.counters.insert("committed".into(), n);
+        result.counters.insert("in_recording".into(), tagged);
+        result.counters.insert(
+            "transactions".into(),
+            stats.transactions.load(Ordering::Relaxed),
+        );
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result.problems.push(format!("enrichment failed: {e}")),
+            Err(e) => result
+                .problems
+                .push(format!("the enrichment task failed: {e}")),
+        }
+        check(
+            &mut result,
+            n == source.records && tagged == n,
+            format!("{n} of {} committed, {tagged} tagged", source.records),
+            format!("all {n} samples enriched (each with its recording) and committed"),
+        );
+        self.check_committed(&mut result, &group, source).await;
+        Ok(finish(result, &measured))
+    }
+
     /// The MongoDB sink with its default settings on a fresh database, until every
     /// record is inserted and its offset committed.
     pub async fn mongo(&self, round: usize, source: &Source) -> anyhow::Result<PhaseResult> {

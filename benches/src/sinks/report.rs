@@ -6,7 +6,7 @@
 
 use crate::report::{Spread, thousands};
 use crate::sinks::{
-    BULK, CONSUME_LAKE, CONSUME_MONGO, CONSUME_TUNED, DECODE_LAKE, LAKE, LAKE_TUNED, MONGO,
+    BULK, CONSUME_LAKE, CONSUME_MONGO, CONSUME_TUNED, DECODE_LAKE, ENRICH, LAKE, LAKE_TUNED, MONGO,
     PhaseResult, TUNED_CONSUMER,
 };
 use anyhow::bail;
@@ -49,6 +49,10 @@ const PHASES: &[Phase] = &[
     Phase {
         label: LAKE,
         what: "lake sink (decode, Parquet, fsync, commit)",
+    },
+    Phase {
+        label: ENRICH,
+        what: "enrichment processor (decode, recording lookup, encode, Kafka transaction with the offsets)",
     },
     Phase {
         label: CONSUME_TUNED,
@@ -248,6 +252,20 @@ fn verdict(w: &mut String, results: &[PhaseResult]) -> anyhow::Result<()> {
                 "would be met"
             } else {
                 "would be missed"
+            }
+        )?;
+    }
+    if let Some((r, rounds, enrich, ceiling)) = ratio(results, ENRICH, CONSUME_LAKE) {
+        writeln!(
+            w,
+            "| (issue #5, no target) enrichment with transactions next to the consume-only rate of the same topic | {r:.2}x ({} / {} records/s{}) | {} |",
+            thousands(enrich),
+            thousands(ceiling),
+            per_round(rounds),
+            if all_ok(&[ENRICH]) {
+                "reported"
+            } else {
+                "checks failed"
             }
         )?;
     }

@@ -5,4 +5,4 @@ mod index;
 mod processor;
 
 pub use index::RecordingIndex;
-pub use processor::{Enrichment, EnrichmentConfig};
+pub use processor::{Enrichment, EnrichmentConfig, EnrichmentStats};

@@ -53,6 +53,19 @@ impl Default for EnrichmentConfig {
     }
 }
 
+/// Counters of a running enrichment processor (shared; read them any time).
+#[derive(Debug, Default)]
+pub struct EnrichmentStats {
+    /// Samples whose enriched record (or dead letter) and offset were committed.
+    pub committed: std::sync::atomic::AtomicU64,
+    /// Of those, the ones that belong to a recording.
+    pub in_recording: std::sync::atomic::AtomicU64,
+    /// Transactions committed.
+    pub transactions: std::sync::atomic::AtomicU64,
+    /// Whether the consumer group has assigned partitions to this instance.
+    pub assigned: std::sync::atomic::AtomicBool,
+}
+
 struct Held {
     record: Record,
     sample: Option<Sample>,
@@ -69,6 +82,7 @@ pub struct Enrichment {
     instance_id: String,
     config: EnrichmentConfig,
     codec: Codec,
+    stats: std::sync::Arc<EnrichmentStats>,
 }
 
 impl Enrichment {
@@ -86,7 +100,12 @@ impl Enrichment {
             instance_id,
             config,
             codec: Codec::new(),
+            stats: Default::default(),
         }
+    }
+
+    pub fn stats(&self) -> std::sync::Arc<EnrichmentStats> {
+        self.stats.clone()
     }
 
     /// Runs until `cancel`; a broker outage or a fenced producer restarts the session
@@ -165,6 +184,10 @@ impl Enrichment {
                     // Partitions moved: forget what is held and start again from the
                     // committed offsets of what this member owns now.
                     generation = consumer.assignment_generation();
+                    self.stats.assigned.store(
+                        !consumer.assigned().is_empty(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     held.clear();
                     held_count = 0;
                     consumer
@@ -209,14 +232,18 @@ impl Enrichment {
             let mut positions = Positions::default();
             let mut outputs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             let mut dead: Vec<(Record, String)> = Vec::new();
+            let mut released = 0u64;
+            let mut tagged = 0u64;
             for queue in held.values_mut() {
                 while queue.front().is_some_and(|h| h.release_at <= read_at) {
                     let h = queue.pop_front().expect("checked");
                     held_count -= 1;
+                    released += 1;
                     positions.advance(&h.record);
                     match h.sample {
                         Some(sample) => {
                             let context = index.lookup(&sample.sensor_id, sample.ts).cloned();
+                            tagged += u64::from(context.is_some());
                             let key =
                                 h.record.key.clone().unwrap_or_else(|| {
                                     sample.sensor_id.as_str().as_bytes().to_vec()
@@ -272,6 +299,10 @@ impl Enrichment {
             })
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+            use std::sync::atomic::Ordering::Relaxed;
+            self.stats.committed.fetch_add(released, Relaxed);
+            self.stats.in_recording.fetch_add(tagged, Relaxed);
+            self.stats.transactions.fetch_add(1, Relaxed);
             tracing::debug!(
                 samples = count,
                 held = held_count,
