@@ -90,6 +90,8 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
     let cancel = CancellationToken::new();
     let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
 
+    // Checked by /readyz when this process writes to MongoDB.
+    let mut mongo_db = None;
     if roles.mongo_sink {
         let mut options = mongodb::options::ClientOptions::parse(&settings.mongo.uri)
             .await
@@ -105,6 +107,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         let client = mongodb::Client::with_options(options)
             .with_context(|| format!("invalid mongo.uri {:?}", settings.mongo.uri))?;
         let db = client.database(&settings.mongo.database);
+        mongo_db = Some(db.clone());
         let consumer = BatchConsumer::new(
             kafka,
             &settings.sinks.mongo.group_id,
@@ -192,8 +195,20 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
     }
     if roles.ingest || roles.api {
         let registry_for_metrics = metrics_registry.clone();
+        let readiness = crate::readiness::Readiness::new(kafka.clone(), mongo_db.clone());
         let mut app = Router::new()
             .route("/healthz", axum::routing::get(healthz))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let readiness = readiness.clone();
+                    async move { readiness.check().await }
+                }),
+            )
+            .route(
+                "/openapi.json",
+                axum::routing::get(move || crate::openapi::handler(roles)),
+            )
             .route(
                 "/metrics",
                 axum::routing::get(move || metrics(registry_for_metrics.clone())),
