@@ -62,11 +62,18 @@ impl LogReader {
                     .filter(|m| m.name() == t && m.error().is_none())
                     .flat_map(|m| m.partitions().iter().map(|p| p.id()))
                     .collect();
-                if !partitions.is_empty() {
+                // ... nor have a leader yet (NotLeaderForPartition right after creation).
+                let led = !partitions.is_empty()
+                    && partitions
+                        .iter()
+                        .all(|p| c.fetch_watermarks(&t, *p, Duration::from_secs(5)).is_ok());
+                if led {
                     break partitions;
                 }
                 if std::time::Instant::now() >= deadline {
-                    return Err(Error::Admin(format!("topic {t} does not exist")));
+                    return Err(Error::Admin(format!(
+                        "topic {t} does not exist or has no leader"
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(200));
             };
