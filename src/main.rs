@@ -4,6 +4,7 @@
 mod backfill_cli;
 mod compact_cli;
 mod config;
+mod export_cli;
 mod group_cli;
 mod openapi;
 mod query_cli;
@@ -68,6 +69,9 @@ enum Command {
     Backfill(backfill_cli::BackfillArgs),
     /// Run SQL over the lake and print the result.
     Query(query_cli::QueryArgs),
+    /// Export an experiment (optionally one participant and/or day) from the lake as a tar
+    /// archive: metadata, logbook, progress and recordings as JSON, samples as Parquet.
+    Export(export_cli::ExportArgs),
     /// Merge the lake's small files into sorted larger ones, dropping duplicate samples
     /// (serve also does it on a schedule); safe while queries run.
     Compact(compact_cli::CompactArgs),
@@ -154,6 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => {
             telemetry::init("warn");
             runtime.block_on(query_cli::run(&settings, args))
+        }
+        Command::Export(args) => {
+            telemetry::init("warn");
+            runtime.block_on(export_cli::run(&settings, args))
         }
         Command::Replay(args) => {
             telemetry::init("warn");

@@ -31,6 +31,14 @@ pub enum Error {
     Busy { running: usize },
     #[error("{}", .0.reason())]
     Auth(#[from] labstream_schemas::auth::AuthError),
+    /// A request parameter that is not valid (other than the SQL).
+    #[error("{0}")]
+    BadParameter(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The consumer went away (a client hung up during an export).
+    #[error("the client went away")]
+    Cancelled,
     #[error("invalid query settings: {0}")]
     Config(String),
     #[error("internal error while running the query")]
@@ -78,6 +86,9 @@ impl IntoResponse for Error {
             Error::MemoryLimit { .. } => (StatusCode::BAD_REQUEST, "memory_limit"),
             Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Error::Busy { .. } => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+            Error::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Cancelled => (StatusCode::BAD_REQUEST, "cancelled"),
             Error::Auth(e) => (
                 StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
                 e.code(),

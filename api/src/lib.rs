@@ -4,6 +4,7 @@
 
 mod config;
 mod error;
+mod export;
 pub mod experiments;
 mod format;
 mod lake_store;
@@ -13,6 +14,7 @@ mod sandbox;
 
 pub use config::QueryConfig;
 pub use error::{Error, Result};
+pub use export::{DEFAULT_PART_BYTES, Export, ExportProgress, ExportRequest};
 pub use format::{Encoder, Format};
 pub use query::{QueryEngine, QueryResult, QueryStream};
 pub use routes::{ApiState, router};

@@ -6,16 +6,21 @@
 //! that (the deadline passing mid-stream, a failing file read) cannot change the status
 //! any more: the server logs it and aborts the response, so the client sees a broken
 //! transfer (a missing end of chunked encoding), never a silently truncated result.
+//!
+//! `GET /v1/experiments/{id}/export?participant=&day=` streams an experiment's export
+//! archive (`crate::export`) the same way: errors before the first byte get a status,
+//! later ones abort the transfer.
 
 use crate::error::{Error, Result};
+use crate::export::ExportRequest;
 use crate::format::Format;
 use crate::query::QueryEngine;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use labstream_schemas::auth::{Scope, Verifier, bearer_token};
@@ -43,7 +48,74 @@ struct QueryParams {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/query", post(post_query))
+        .route("/v1/experiments/{id}/export", get(get_export))
         .with_state(Arc::new(state))
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<()> {
+    if let Some(verifier) = &state.auth {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let claims = verifier.verify(bearer_token(value)?)?;
+        claims.require(Scope::Query)?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportParams {
+    participant: Option<String>,
+    day: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(experiment = %id))]
+async fn get_export(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    params: std::result::Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    authorize(&state, &headers)?;
+    let Query(params) = params.map_err(|e| Error::BadParameter(e.body_text()))?;
+    let day = match params.day.as_deref().filter(|d| !d.is_empty()) {
+        Some(d) => Some(
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                Error::BadParameter(format!("day={d:?} is not a date like 2026-11-23"))
+            })?,
+        ),
+        None => None,
+    };
+    let request = ExportRequest {
+        experiment_id: id.as_str().into(),
+        participant: params.participant.filter(|p| !p.is_empty()).map(Into::into),
+        day,
+    };
+    let export = state.engine.export(request).await?;
+    let body = export
+        .into_stream(|_| {})
+        .map(|chunk| chunk.map_err(aborted));
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    let name: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.tar\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 #[tracing::instrument(skip_all)]
@@ -53,13 +125,7 @@ async fn post_query(
     headers: HeaderMap,
     request: std::result::Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Response> {
-    if let Some(verifier) = &state.auth {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let claims = verifier.verify(bearer_token(value)?)?;
-        claims.require(Scope::Query)?;
-    }
+    authorize(&state, &headers)?;
     let Query(params) = params.map_err(|e| Error::BadRequest(e.body_text()))?;
     let format = match params.format.as_deref() {
         Some(name) => Format::from_name(name).ok_or_else(|| {
@@ -106,7 +172,7 @@ async fn post_query(
 
 /// An error after the status was sent: logged, and the response is cut off.
 fn aborted(e: Error) -> std::io::Error {
-    tracing::warn!(error = %e, detail = ?e, "query failed while streaming its result; response aborted");
+    tracing::warn!(error = %e, detail = ?e, "failed while streaming the response; response aborted");
     std::io::Error::other(e.to_string())
 }
 

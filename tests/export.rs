@@ -1,0 +1,388 @@
+//! Exports against the real stack: a two-participant experiment with two sensor types,
+//! exported whole with `labstream export` and narrowed to one participant (and day) over
+//! `GET /v1/experiments/{id}/export`; each archive's Parquet files hold exactly the rows
+//! SQL returns for the same selection, and its JSON files the experiment's state. The
+//! lake's `experiments` and `recordings` tables join with the samples.
+
+mod support;
+
+use labstream_schemas::Timestamp;
+use parquet::record::Field;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::{Duration, Instant};
+use support::TestStack;
+
+const EXPERIMENT: &str = "export-1";
+
+/// A row as compared between SQL and the archive:
+/// (sensor_id, ts µs, seq, value in thousandths, recording_id, participant_id, task_id).
+type Row = (String, i64, i64, i64, String, String, String);
+
+async fn call(stack: &TestStack, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", stack.url))
+        .bearer_auth(&stack.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!(status < 300, "{path}: {status} {body}");
+    body
+}
+
+async fn post(stack: &TestStack, path: &str, body: Value) -> Value {
+    call(stack, reqwest::Method::POST, path, body).await
+}
+
+async fn samples(stack: &TestStack, from_us: i64, n: i64) -> i64 {
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let ts = from_us / 1000 + i * 20;
+        batch.push(
+            json!({"sensor_id": "temp-1", "sensor_type": "temperature", "ts": ts,
+            "seq": i, "values": {"celsius": 20.0 + i as f64 / 8.0}}),
+        );
+        batch.push(json!({"sensor_id": "co2-1", "sensor_type": "co2", "ts": ts,
+            "seq": i, "values": {"ppm": 400.0 + i as f64}}));
+    }
+    let (status, body) = stack
+        .post(
+            "/v1/samples?precision=ms",
+            "application/json",
+            Value::Array(batch).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    2 * n
+}
+
+/// The rows of `table` SQL returns for the experiment (and `narrow`, an SQL condition).
+async fn sql_rows(stack: &TestStack, table: &str, value: &str, narrow: &str) -> Vec<Row> {
+    let sql = format!(
+        "SELECT sensor_id, CAST(ts AS BIGINT) AS ts_us, seq, {value} AS v, \
+         recording_id, participant_id, task_id FROM {table} \
+         WHERE experiment = '{EXPERIMENT}' {narrow}"
+    );
+    let (status, body) = stack.query(&sql).await;
+    assert_eq!(status, 200, "{sql}: {body}");
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut rows: Vec<Row> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                text(&r["sensor_id"]),
+                r["ts_us"].as_i64().unwrap(),
+                r["seq"].as_i64().unwrap(),
+                (r["v"].as_f64().unwrap() * 1000.0).round() as i64,
+                text(&r["recording_id"]),
+                text(&r["participant_id"]),
+                text(&r["task_id"]),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The archive's files by path.
+fn untar(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut archive = tar::Archive::new(bytes);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        files.insert(path, data);
+    }
+    files
+}
+
+/// The rows of the archive's Parquet files of one sensor type.
+fn archive_rows(files: &BTreeMap<String, Vec<u8>>, kind: &str, value: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let prefix = format!("samples/{kind}/");
+    for (path, data) in files.iter().filter(|(p, _)| p.starts_with(&prefix)) {
+        assert!(path.ends_with(".parquet"), "{path}");
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+            bytes::Bytes::from(data.clone()),
+        )
+        .unwrap();
+        for row in parquet::file::reader::FileReader::get_row_iter(&reader, None).unwrap() {
+            let row = row.unwrap();
+            let mut fields: BTreeMap<String, Field> = row
+                .get_column_iter()
+                .map(|(n, f)| (n.clone(), f.clone()))
+                .collect();
+            assert!(
+                !fields.contains_key("experiment") && !fields.contains_key("date"),
+                "partition columns are folder names, not file columns"
+            );
+            let ts = match fields.get("ts") {
+                Some(Field::TimestampMicros(t)) => *t,
+                other => panic!("ts: {other:?}"),
+            };
+            let seq = match fields.get("seq") {
+                Some(Field::Long(s)) => *s,
+                other => panic!("seq: {other:?}"),
+            };
+            let v = match fields.get(value) {
+                Some(Field::Double(d)) => (d * 1000.0).round() as i64,
+                other => panic!("{value}: {other:?}"),
+            };
+            let mut text = |name: &str| match fields.remove(name) {
+                Some(Field::Str(s)) => s,
+                Some(Field::Null) | None => String::new(),
+                Some(other) => panic!("{name}: {other:?}"),
+            };
+            rows.push((
+                text("sensor_id"),
+                ts,
+                seq,
+                v,
+                text("recording_id"),
+                text("participant_id"),
+                text("task_id"),
+            ));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn json_file(files: &BTreeMap<String, Vec<u8>>, name: &str) -> Value {
+    serde_json::from_slice(
+        files
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing: {:?}", files.keys())),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
+    let stack = TestStack::start().await;
+    post(
+        &stack,
+        "/v1/sensor-configs",
+        json!({"sensor_config_id": "bench", "name": "Bench",
+            "sensors": [{"sensor_id": "temp-1", "sensor_type": "temperature"},
+                        {"sensor_id": "co2-1", "sensor_type": "co2"}]}),
+    )
+    .await;
+    post(
+        &stack,
+        "/v1/experiments",
+        json!({"experiment_id": EXPERIMENT, "name": "Export study", "owner": "dr-lee",
+            "sensor_config_id": "bench", "participants": ["P1", "P2"],
+            "tasks": [{"task_id": "rest", "name": "Rest"}, {"task_id": "stroop", "name": "Stroop"}]}),
+    )
+    .await;
+    post(
+        &stack,
+        &format!("/v1/experiments/{EXPERIMENT}/activate"),
+        json!({}),
+    )
+    .await;
+
+    // Outside the experiment, then P1 (rest), then P2 (stroop).
+    let now = || Timestamp::now().as_micros();
+    let mut total = samples(&stack, now() - 5_000_000, 20).await;
+    let mut in_experiment = 0;
+    for (participant, task) in [("P1", "rest"), ("P2", "stroop")] {
+        let rec = post(
+            &stack,
+            &format!("/v1/experiments/{EXPERIMENT}/recordings"),
+            json!({"participant_id": participant, "task_id": task}),
+        )
+        .await;
+        let rid = rec["recording_id"].as_str().unwrap().to_owned();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = samples(&stack, now(), 40).await;
+        total += n;
+        in_experiment += n;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        post(
+            &stack,
+            &format!("/v1/experiments/{EXPERIMENT}/recordings/{rid}/stop"),
+            json!({}),
+        )
+        .await;
+        call(
+            &stack,
+            reqwest::Method::PUT,
+            &format!("/v1/experiments/{EXPERIMENT}/progress/{participant}/{task}"),
+            json!({"status": "done"}),
+        )
+        .await;
+        post(
+            &stack,
+            &format!("/v1/experiments/{EXPERIMENT}/logbook"),
+            json!({"text": format!("{participant} finished"), "recording_id": rid}),
+        )
+        .await;
+    }
+    post(
+        &stack,
+        &format!("/v1/experiments/{EXPERIMENT}/logbook"),
+        json!({"text": "session over"}),
+    )
+    .await;
+    let state = call(
+        &stack,
+        reqwest::Method::GET,
+        &format!("/v1/experiments/{EXPERIMENT}"),
+        json!(null),
+    )
+    .await;
+
+    // Every sample in the lake; the experiment tables at the final version.
+    stack
+        .query_until_rows(
+            "SELECT 1 FROM samples_temperature UNION ALL SELECT 1 FROM samples_co2",
+            total as usize,
+        )
+        .await;
+    stack
+        .query_until_rows(
+            &format!(
+                "SELECT * FROM experiments WHERE experiment_id = '{EXPERIMENT}' AND version = {}",
+                state["version"]
+            ),
+            1,
+        )
+        .await;
+
+    let temperature = sql_rows(&stack, "samples_temperature", "celsius", "").await;
+    let co2 = sql_rows(&stack, "samples_co2", "ppm", "").await;
+    assert_eq!(temperature.len() + co2.len(), in_experiment as usize);
+    for participant in ["P1", "P2"] {
+        assert_eq!(
+            temperature.iter().filter(|r| r.5 == participant).count(),
+            40,
+            "{participant}'s temperature samples: {temperature:?}"
+        );
+    }
+
+    // The whole experiment, with the CLI.
+    let out = stack.dir().join("whole.tar");
+    let log = stack.run_cli(&[
+        "export",
+        "--experiment",
+        EXPERIMENT,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(log.contains("archive complete"), "{log}");
+    assert!(log.contains("samples_temperature: 80 rows"), "{log}");
+    let files = untar(&std::fs::read(&out).unwrap());
+    assert_eq!(archive_rows(&files, "temperature", "celsius"), temperature);
+    assert_eq!(archive_rows(&files, "co2", "ppm"), co2);
+    assert_eq!(json_file(&files, "metadata.json"), state);
+    assert_eq!(json_file(&files, "recordings.json"), state["recordings"]);
+    assert_eq!(json_file(&files, "logbook.json"), state["logbook"]);
+    assert_eq!(json_file(&files, "progress.json"), state["progress"]);
+    assert_eq!(
+        json_file(&files, "logbook.json").as_array().unwrap().len(),
+        3
+    );
+    let manifest = json_file(&files, "manifest.json");
+    assert_eq!(
+        manifest["tables"].as_array().unwrap().len(),
+        2,
+        "{manifest}"
+    );
+
+    // One participant (and its day), over HTTP.
+    let day = Timestamp::from_micros(temperature[0].1).to_string()[..10].to_owned();
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/experiments/{EXPERIMENT}/export?participant=P1&day={day}",
+            stack.url
+        ))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-tar");
+    let files = untar(&response.bytes().await.unwrap());
+    let narrow = format!("AND participant_id = 'P1' AND date = DATE '{day}'");
+    let p1 = sql_rows(&stack, "samples_temperature", "celsius", &narrow).await;
+    assert_eq!(p1.len(), 40);
+    assert_eq!(archive_rows(&files, "temperature", "celsius"), p1);
+    assert_eq!(
+        archive_rows(&files, "co2", "ppm"),
+        sql_rows(&stack, "samples_co2", "ppm", &narrow).await
+    );
+    let recordings = json_file(&files, "recordings.json");
+    assert_eq!(recordings.as_array().unwrap().len(), 1);
+    assert_eq!(recordings[0]["participant_id"], "P1");
+    let progress = json_file(&files, "progress.json");
+    assert!(
+        progress
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["participant_id"] == "P1")
+    );
+    let texts: Vec<String> = json_file(&files, "logbook.json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["P1 finished", "session over"]);
+
+    // Refusals before anything is sent.
+    let status = |path: String| {
+        let (url, token) = (stack.url.clone(), stack.token.clone());
+        async move {
+            reqwest::Client::new()
+                .get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/v1/experiments/nope/export".into()).await, 404);
+    assert_eq!(
+        status(format!("/v1/experiments/{EXPERIMENT}/export?day=yesterday")).await,
+        400
+    );
+
+    // The experiment tables, joined with the samples.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, body) = loop {
+        let answer = stack
+            .query(&format!(
+                "SELECT r.participant_id, r.task_id, e.name, count(*) AS n \
+                 FROM samples_temperature s \
+                 JOIN recordings r ON s.sensor_id = 'temp-1' AND s.ts >= r.started_at \
+                   AND (r.stopped_at IS NULL OR s.ts < r.stopped_at) \
+                 JOIN experiments e ON e.experiment_id = r.experiment_id \
+                 WHERE e.experiment_id = '{EXPERIMENT}' GROUP BY 1, 2, 3 ORDER BY 1"
+            ))
+            .await;
+        if answer.0 == 200 || Instant::now() > deadline {
+            break answer;
+        }
+    };
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!([
+            {"participant_id": "P1", "task_id": "rest", "name": "Export study", "n": 40},
+            {"participant_id": "P2", "task_id": "stroop", "name": "Export study", "n": 40}
+        ])
+    );
+}
