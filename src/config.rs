@@ -28,6 +28,7 @@ pub(crate) struct Settings {
     pub(crate) compaction: CompactionConfig,
     pub(crate) query: QueryConfig,
     pub(crate) experiments: ExperimentsSettings,
+    pub(crate) alerts: AlertsSettings,
     pub(crate) processors: ProcessorsSettings,
     pub(crate) auth: AuthSettings,
     pub(crate) log: LogSettings,
@@ -144,6 +145,30 @@ impl Default for ExperimentsSettings {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub(crate) struct AlertsSettings {
+    /// Alert rules applied at start (a JSON array, or TOML `[[rules]]` tables): each is
+    /// created, or replaced when it differs; rules not in the file are left alone.
+    pub(crate) rules_file: Option<PathBuf>,
+    /// How far back the SSE/WebSocket streams keep alerts (for `Last-Event-ID` resumes
+    /// and `?since=`); the API reads this much of the alert topics at start.
+    #[serde(with = "humantime_serde")]
+    pub(crate) stream_window: std::time::Duration,
+    /// Most alerts the streams keep in memory.
+    pub(crate) stream_max_events: usize,
+}
+
+impl Default for AlertsSettings {
+    fn default() -> Self {
+        Self {
+            rules_file: None,
+            stream_window: std::time::Duration::from_secs(15 * 60),
+            stream_max_events: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub(crate) struct ProcessorsSettings {
     /// Names this process's transactional writers: unique among running processes
     /// and the same across restarts of one (so a restarted instance aborts what its
@@ -151,6 +176,7 @@ pub(crate) struct ProcessorsSettings {
     pub(crate) instance_id: String,
     pub(crate) experiments: ExperimentsProcessorSettings,
     pub(crate) enrichment: labstream_processors::enrichment::EnrichmentConfig,
+    pub(crate) alerts: labstream_processors::alerts::AlertsConfig,
 }
 
 impl Default for ProcessorsSettings {
@@ -165,6 +191,7 @@ impl Default for ProcessorsSettings {
             instance_id: host,
             experiments: ExperimentsProcessorSettings::default(),
             enrichment: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -262,6 +289,14 @@ fn validate(s: &Settings) -> anyhow::Result<()> {
         .validate()
         .map_err(|e| anyhow::anyhow!("compaction: {e}"))?;
     s.query.validate()?;
+    if s.processors.alerts.batch_max_records == 0 || s.processors.alerts.topic_partitions < 1 {
+        bail!(
+            "processors.alerts.batch_max_records and processors.alerts.topic_partitions must be at least 1"
+        );
+    }
+    if s.alerts.stream_max_events == 0 {
+        bail!("alerts.stream_max_events must be at least 1");
+    }
     if s.sinks.lake.flush_rows == 0 || s.sinks.mongo.batch_max_records == 0 {
         bail!("sinks.lake.flush_rows and sinks.mongo.batch_max_records must be at least 1");
     }
@@ -400,6 +435,7 @@ mod example_file {
             &mut all,
         );
         all.push("registry.path".into());
+        all.push("alerts.rules_file".into());
         for key in all {
             if EXAMPLE.contains(&format!("[{key}]")) {
                 continue; // a table of free-form keys, like [kafka.librdkafka]

@@ -100,6 +100,8 @@ enum ProcessorKind {
     Experiments,
     /// samples.raw x recordings -> samples.enriched, in Kafka transactions.
     Enrichment,
+    /// samples.raw -> alert rules -> alerts.<name> + alerts.state, in Kafka transactions.
+    Alerts,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -213,6 +215,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 ProcessorKind::Enrichment => serve::Roles {
                     enrichment: true,
+                    ..Default::default()
+                },
+                ProcessorKind::Alerts => serve::Roles {
+                    alerts_processor: true,
                     ..Default::default()
                 },
             };

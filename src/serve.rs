@@ -28,6 +28,7 @@ pub(crate) struct Roles {
     pub(crate) compaction: bool,
     pub(crate) experiments_processor: bool,
     pub(crate) enrichment: bool,
+    pub(crate) alerts_processor: bool,
 }
 
 impl Roles {
@@ -40,6 +41,7 @@ impl Roles {
             compaction: settings.compaction.enabled,
             experiments_processor: settings.processors.experiments.enabled,
             enrichment: settings.processors.enrichment.enabled,
+            alerts_processor: settings.processors.alerts.enabled,
         }
     }
 }
@@ -76,6 +78,13 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             // The event store: one ordered stream per site, kept forever.
             TopicSpec::new(topics.experiments_events(), 1).with_config("retention.ms", "-1"),
             TopicSpec::new(topics.experiments_state(), 1).with_config("cleanup.policy", "compact"),
+            // Rules keyed by id (a tombstone deletes one), machine state keyed by pair.
+            TopicSpec::new(topics.alerts_rules(), 1).with_config("cleanup.policy", "compact"),
+            TopicSpec::new(
+                topics.alerts_state(),
+                settings.processors.alerts.topic_partitions,
+            )
+            .with_config("cleanup.policy", "compact"),
         ],
     )
     .await
@@ -181,6 +190,40 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             }),
         ));
     }
+    // The rules both the API and a provisioning file write; the processor reads the topic.
+    let rule_store =
+        if roles.api || (roles.alerts_processor && settings.alerts.rules_file.is_some()) {
+            let store = labstream_api::alerts::RuleStore::open(
+                kafka,
+                labstream_api::alerts::RuleStoreConfig {
+                    rules_topic: topics.alerts_rules(),
+                    topic_prefix: kafka.topic_prefix.clone(),
+                    alert_topic_partitions: settings.processors.alerts.topic_partitions,
+                },
+                registry.clone(),
+            )
+            .await
+            .context("reading the alert rules")?;
+            if let Some(path) = &settings.alerts.rules_file {
+                provision_rules(&store, path).await?;
+            }
+            Some(store)
+        } else {
+            None
+        };
+    if roles.alerts_processor {
+        let mut config = settings.processors.alerts.clone();
+        config.instance_id = settings.processors.instance_id.clone();
+        let processor = config
+            .build(kafka, Some((*registry).clone()))
+            .await
+            .context("starting the alerts processor")?;
+        let c = cancel.clone();
+        tasks.push((
+            "alerts",
+            tokio::spawn(async move { Ok(processor.run(c).await?) }),
+        ));
+    }
     if roles.compaction {
         let compactor = labstream_sinks::lake::Compactor::new(
             settings.lake.path.clone(),
@@ -259,6 +302,43 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
                     auth: verifier.clone(),
                 },
             ));
+            let rules = rule_store.clone().expect("opened for the api role");
+            let refresher = rules.clone();
+            let c = cancel.clone();
+            tasks.push((
+                "alert-rules-refresh",
+                tokio::spawn(async move {
+                    // Picks up rules other API instances or provisioning wrote.
+                    loop {
+                        tokio::select! {
+                            _ = c.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        if let Err(e) = refresher.refresh().await {
+                            tracing::warn!(error = %e, "reading the alert rules failed");
+                        }
+                    }
+                }),
+            ));
+            let feed = labstream_api::alerts::AlertFeed::new(labstream_api::alerts::FeedConfig {
+                topic_prefix: kafka.topic_prefix.clone(),
+                window: settings.alerts.stream_window,
+                max_events: settings.alerts.stream_max_events,
+            });
+            let (f, k, c) = (feed.clone(), kafka.clone(), cancel.clone());
+            tasks.push((
+                "alert-feed",
+                tokio::spawn(async move { Ok(f.run(k, c).await?) }),
+            ));
+            app = app.merge(labstream_api::alerts::router(
+                labstream_api::alerts::AlertsState {
+                    rules,
+                    feed,
+                    auth: verifier.clone(),
+                    shutdown: cancel.clone(),
+                    max_since: settings.alerts.stream_window,
+                },
+            ));
             app = app.merge(labstream_api::router(ApiState {
                 engine: settings.query.build(settings.lake.path.clone())?,
                 auth: verifier.clone(),
@@ -321,6 +401,31 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Applies the rules of `alerts.rules_file`: creates or replaces them, so every
+/// start converges on the file; an invalid rule stops the start with its reason.
+async fn provision_rules(
+    store: &labstream_api::alerts::RuleStore,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use labstream_api::alerts::Applied;
+    let rules = labstream_api::alerts::parse_rules_file(path).map_err(|e| anyhow::anyhow!(e))?;
+    let (mut created, mut replaced) = (0, 0);
+    for rule in rules {
+        let id = rule.rule_id.clone();
+        match store
+            .apply(rule)
+            .await
+            .with_context(|| format!("alert rule {id:?} of {}", path.display()))?
+        {
+            Applied::Created => created += 1,
+            Applied::Replaced => replaced += 1,
+            Applied::Unchanged => {}
+        }
+    }
+    tracing::info!(file = %path.display(), created, replaced, "alert rules provisioned");
+    Ok(())
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

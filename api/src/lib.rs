@@ -2,10 +2,11 @@
 //! health. Queries never modify anything, never read outside the lake, and run under
 //! per-query memory and time limits.
 
+pub mod alerts;
 mod config;
 mod error;
-mod export;
 pub mod experiments;
+mod export;
 mod format;
 mod lake_store;
 mod query;

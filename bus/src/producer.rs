@@ -49,6 +49,13 @@ impl Producer {
         delivered(self.inner.send(record, Timeout::After(self.timeout)).await)
     }
 
+    /// Appends a tombstone (a record without value) for `key`: in a compacted topic
+    /// it deletes the key once compaction ran.
+    pub async fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<Delivery> {
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+        delivered(self.inner.send(record, Timeout::After(self.timeout)).await)
+    }
+
     /// Appends one record with headers (used for the dead-letter queue).
     pub async fn send_with_headers(
         &self,

@@ -73,6 +73,11 @@ impl TransactionalProducer {
         self.send_with_headers(topic, key, payload, &[])
     }
 
+    /// Queues a tombstone (a record without value) for `key` in the open transaction.
+    pub fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<()> {
+        self.enqueue(BaseRecord::<[u8], [u8]>::to(topic).key(key))
+    }
+
     pub fn send_with_headers(
         &self,
         topic: &str,
@@ -93,6 +98,10 @@ impl TransactionalProducer {
         if !headers.is_empty() {
             record = record.headers(owned);
         }
+        self.enqueue(record)
+    }
+
+    fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
         let deadline = std::time::Instant::now() + self.timeout;
         loop {
             match self.inner.send(record) {

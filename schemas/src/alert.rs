@@ -355,7 +355,8 @@ impl fmt::Display for AlertStatus {
 }
 
 /// One transition of a (rule, sensor) state machine (`alerts.<name>`, key `rule_id/sensor_id`).
-#[derive(Clone, Debug, PartialEq)]
+/// Its JSON (serde) is what SSE, WebSocket and webhook subscribers receive.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertEvent {
     /// `rule_id/sensor_id/sequence`: the dedupe key and SSE event id.
     pub event_id: String,

@@ -3,6 +3,7 @@
 //! name its writer schema, the topic catalog and the sensor-type registry model.
 
 mod alert;
+pub mod alert_rule;
 pub mod auth;
 mod codec;
 mod error;

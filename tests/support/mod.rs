@@ -86,6 +86,10 @@ impl TestStack {
                 format!("t{id}-enrichment"),
             ),
             (
+                "LABSTREAM__PROCESSORS__ALERTS__GROUP_ID".to_owned(),
+                format!("t{id}-alerts"),
+            ),
+            (
                 "LABSTREAM__PROCESSORS__INSTANCE_ID".to_owned(),
                 format!("t{id}"),
             ),

@@ -8,10 +8,9 @@ pub mod machine;
 pub mod ownership;
 mod processor;
 pub mod rule;
-pub mod template;
 
 pub use error::{Error, Result};
+pub use labstream_schemas::alert_rule::{Template, template};
 pub use machine::{Input, MachineState, Phase, Transition, retire, step};
 pub use processor::{AlertsConfig, AlertsProcessor};
 pub use rule::{Condition, Rule};
-pub use template::Template;

@@ -39,7 +39,9 @@ pub struct AlertsConfig {
     pub group_id: String,
     /// Unique per running instance and stable across its restarts: the Kafka
     /// transactional id is `<group_id>-<instance_id>`, so a restarted instance fences
-    /// its crashed predecessor and aborts the transaction it left open.
+    /// its crashed predecessor and aborts the transaction it left open. Not a setting
+    /// of its own: the binary sets it from `processors.instance_id`.
+    #[serde(skip)]
     pub instance_id: String,
     /// Most samples evaluated in one transaction.
     pub batch_max_records: usize,

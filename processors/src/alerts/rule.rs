@@ -1,127 +1,15 @@
 //! Alert rules as the processor runs them: an `AlertRule` from `alerts.rules`, checked
-//! (names, bounds in order, hysteresis on the right side, a numeric field of the
-//! sensor type) and compiled with its defaults filled in and its template parsed.
+//! by the rules shared with the API (`labstream_schemas::alert_rule`) and compiled with
+//! its defaults filled in and its template parsed.
 
 use crate::alerts::error::{Error, Result};
-use crate::alerts::template::{self, Template};
+use labstream_schemas::alert_rule::{self, Template};
 use labstream_schemas::{
-    AlertCondition, AlertRule, FieldType, FieldValue, Registry, RuleId, Sample, SensorId,
-    SensorType, Severity,
+    AlertRule, FieldValue, Registry, RuleId, Sample, SensorId, SensorType, Severity,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Longest rule id, sensor id in a rule, and topic name (Kafka allows 249 characters
-/// for the whole topic name, prefix included).
-const MAX_ID_LEN: usize = 128;
-const MAX_TOPIC_LEN: usize = 160;
-
-/// A condition with its defaults applied. Every bound is finite; times are microseconds.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Condition {
-    Above {
-        threshold: f64,
-        recovery: f64,
-    },
-    Below {
-        threshold: f64,
-        recovery: f64,
-    },
-    Outside {
-        low: f64,
-        high: f64,
-        recovery_low: f64,
-        recovery_high: f64,
-    },
-    Inside {
-        low: f64,
-        high: f64,
-        recovery_low: f64,
-        recovery_high: f64,
-    },
-    /// On the absolute change per second between consecutive samples.
-    RateOfChange {
-        threshold: f64,
-        recovery: f64,
-    },
-    Absent {
-        after_micros: i64,
-    },
-}
-
-impl Condition {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Condition::Above { .. } => "above",
-            Condition::Below { .. } => "below",
-            Condition::Outside { .. } => "outside",
-            Condition::Inside { .. } => "inside",
-            Condition::RateOfChange { .. } => "rate_of_change",
-            Condition::Absent { .. } => "absent",
-        }
-    }
-
-    /// Whether `v` makes the rule (start to) fire; with the bound that was crossed.
-    pub(crate) fn violated_by(&self, v: f64) -> Option<f64> {
-        match *self {
-            Condition::Above { threshold, .. } | Condition::RateOfChange { threshold, .. } => {
-                (v > threshold).then_some(threshold)
-            }
-            Condition::Below { threshold, .. } => (v < threshold).then_some(threshold),
-            Condition::Outside { low, high, .. } => {
-                if v < low {
-                    Some(low)
-                } else if v > high {
-                    Some(high)
-                } else {
-                    None
-                }
-            }
-            Condition::Inside { low, high, .. } => {
-                (low..=high).contains(&v).then(|| nearest(v, low, high))
-            }
-            Condition::Absent { .. } => None,
-        }
-    }
-
-    /// Whether `v` resolves a firing rule; with the recovery bound it is at or beyond.
-    pub(crate) fn recovered_by(&self, v: f64) -> Option<f64> {
-        match *self {
-            Condition::Above { recovery, .. } | Condition::RateOfChange { recovery, .. } => {
-                (v <= recovery).then_some(recovery)
-            }
-            Condition::Below { recovery, .. } => (v >= recovery).then_some(recovery),
-            Condition::Outside {
-                recovery_low,
-                recovery_high,
-                ..
-            } => (recovery_low..=recovery_high)
-                .contains(&v)
-                .then(|| nearest(v, recovery_low, recovery_high)),
-            Condition::Inside {
-                recovery_low,
-                recovery_high,
-                ..
-            } => {
-                if v < recovery_low {
-                    Some(recovery_low)
-                } else if v > recovery_high {
-                    Some(recovery_high)
-                } else {
-                    None
-                }
-            }
-            Condition::Absent { .. } => None,
-        }
-    }
-}
-
-fn nearest(v: f64, low: f64, high: f64) -> f64 {
-    if (v - low).abs() <= (high - v).abs() {
-        low
-    } else {
-        high
-    }
-}
+pub use labstream_schemas::alert_rule::Condition;
 
 /// A rule ready to evaluate.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,76 +36,8 @@ impl Rule {
     /// Checks `wire` and compiles it. With a registry, the sensor type must exist and
     /// the field must be one of its numeric or boolean fields.
     pub fn compile(wire: &AlertRule, registry: Option<&Registry>) -> Result<Self> {
-        let id = wire.rule_id.as_str();
-        let bad = |problem: String| Error::invalid_rule(id, problem);
-        check_id("rule_id", id).map_err(|p| Error::invalid_rule(id, p))?;
-        if wire.name.trim().is_empty() {
-            return Err(bad(
-                "name is empty; give the rule a name people recognise".into()
-            ));
-        }
-        check_topic(&wire.topic).map_err(bad)?;
-        if wire.sensor_type.as_str().is_empty() {
-            return Err(bad("sensor_type is empty".into()));
-        }
-        for sensor in &wire.sensor_ids {
-            check_id("sensor id", sensor.as_str()).map_err(bad)?;
-        }
-        let absent = matches!(wire.condition, AlertCondition::Absent { .. });
-        match (&wire.field, absent) {
-            (Some(_), true) => {
-                return Err(bad(
-                    "an absent rule watches whole samples; leave field empty".into(),
-                ));
-            }
-            (None, false) => {
-                return Err(bad(format!(
-                    "a {} rule needs the field it tests",
-                    wire.condition.kind()
-                )));
-            }
-            (Some(f), false) if f.is_empty() => return Err(bad("field is empty".into())),
-            _ => {}
-        }
-        if let Some(registry) = registry {
-            let spec = registry.get(wire.sensor_type.as_str()).ok_or_else(|| {
-                bad(format!(
-                    "sensor type {:?} is not in the registry (known: {})",
-                    wire.sensor_type.as_str(),
-                    registry
-                        .types()
-                        .map(|(t, _)| t)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-            if let Some(field) = &wire.field {
-                let field_spec = spec.fields.get(field).ok_or_else(|| {
-                    bad(format!(
-                        "sensor type {} has no field {field:?} (fields: {})",
-                        wire.sensor_type,
-                        spec.fields.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ))
-                })?;
-                if field_spec.field_type == FieldType::String {
-                    return Err(bad(format!(
-                        "field {field:?} holds text; a rule needs a number or a boolean"
-                    )));
-                }
-            }
-        }
-        let condition = compile_condition(&wire.condition).map_err(bad)?;
-        let for_micros = micros(wire.for_duration);
-        if absent && for_micros > 0 {
-            return Err(bad(
-                "an absent rule already waits its `after` period; set `for` to 0".into(),
-            ));
-        }
-        let message = if wire.message.trim().is_empty() {
-            template::default_for(absent)
-        } else {
-            Template::parse(&wire.message).map_err(bad)?
-        };
+        let checked = alert_rule::check(wire, registry)
+            .map_err(|e| Error::invalid_rule(&e.rule_id, e.problem))?;
         Ok(Rule {
             id: wire.rule_id.clone(),
             name: wire.name.clone(),
@@ -226,11 +46,11 @@ impl Rule {
             sensor_type: wire.sensor_type.clone(),
             sensor_ids: wire.sensor_ids.iter().cloned().collect(),
             field: wire.field.clone(),
-            condition,
-            for_micros,
+            condition: checked.condition,
+            for_micros: checked.for_micros,
             severity: wire.severity,
             labels: wire.labels.clone(),
-            message,
+            message: checked.message,
             revision: wire.revision,
         })
     }
@@ -259,166 +79,10 @@ impl Rule {
     }
 }
 
-fn micros(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn check_id(what: &str, id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(format!("{what} is longer than {MAX_ID_LEN} characters"));
-    }
-    if id.contains('/') || id.chars().any(char::is_control) {
-        return Err(format!("{what} {id:?} contains '/' or a control character"));
-    }
-    Ok(())
-}
-
-fn check_topic(topic: &str) -> Result<(), String> {
-    let ok = !topic.is_empty()
-        && topic.len() <= MAX_TOPIC_LEN
-        && topic
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !topic.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "topic {topic:?} cannot name a Kafka topic alerts.<topic>: use 1 to {MAX_TOPIC_LEN} letters, digits, '.', '_' or '-'"
-        ))
-    }
-}
-
-fn finite(name: &str, v: f64) -> Result<f64, String> {
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(format!("{name} must be a finite number, not {v}"))
-    }
-}
-
-fn compile_condition(c: &AlertCondition) -> Result<Condition, String> {
-    Ok(match *c {
-        AlertCondition::Above {
-            threshold,
-            recovery,
-        } => {
-            let threshold = finite("threshold", threshold)?;
-            let recovery = finite("recovery", recovery.unwrap_or(threshold))?;
-            if recovery > threshold {
-                return Err(format!(
-                    "recovery {recovery} is above the threshold {threshold}: an above rule recovers at or below its threshold"
-                ));
-            }
-            Condition::Above {
-                threshold,
-                recovery,
-            }
-        }
-        AlertCondition::Below {
-            threshold,
-            recovery,
-        } => {
-            let threshold = finite("threshold", threshold)?;
-            let recovery = finite("recovery", recovery.unwrap_or(threshold))?;
-            if recovery < threshold {
-                return Err(format!(
-                    "recovery {recovery} is below the threshold {threshold}: a below rule recovers at or above its threshold"
-                ));
-            }
-            Condition::Below {
-                threshold,
-                recovery,
-            }
-        }
-        AlertCondition::RateOfChange {
-            threshold,
-            recovery,
-        } => {
-            let threshold = finite("threshold", threshold)?;
-            if threshold <= 0.0 {
-                return Err(format!(
-                    "threshold {threshold} of a rate_of_change rule must be above 0 (change per second, either direction)"
-                ));
-            }
-            let recovery = finite("recovery", recovery.unwrap_or(threshold))?;
-            if !(0.0..=threshold).contains(&recovery) {
-                return Err(format!(
-                    "recovery {recovery} must be between 0 and the threshold {threshold}"
-                ));
-            }
-            Condition::RateOfChange {
-                threshold,
-                recovery,
-            }
-        }
-        AlertCondition::Outside {
-            low,
-            high,
-            recovery_low,
-            recovery_high,
-        } => {
-            let (low, high) = range(low, high)?;
-            let recovery_low = finite("recovery_low", recovery_low.unwrap_or(low))?;
-            let recovery_high = finite("recovery_high", recovery_high.unwrap_or(high))?;
-            if !(low <= recovery_low && recovery_low <= recovery_high && recovery_high <= high) {
-                return Err(format!(
-                    "the recovery range [{recovery_low}, {recovery_high}] must lie within [{low}, {high}]: an outside rule recovers back inside its range"
-                ));
-            }
-            Condition::Outside {
-                low,
-                high,
-                recovery_low,
-                recovery_high,
-            }
-        }
-        AlertCondition::Inside {
-            low,
-            high,
-            recovery_low,
-            recovery_high,
-        } => {
-            let (low, high) = range(low, high)?;
-            let recovery_low = finite("recovery_low", recovery_low.unwrap_or(low))?;
-            let recovery_high = finite("recovery_high", recovery_high.unwrap_or(high))?;
-            if !(recovery_low <= low && high <= recovery_high) {
-                return Err(format!(
-                    "the recovery range [{recovery_low}, {recovery_high}] must contain [{low}, {high}]: an inside rule recovers once the value leaves the wider range"
-                ));
-            }
-            Condition::Inside {
-                low,
-                high,
-                recovery_low,
-                recovery_high,
-            }
-        }
-        AlertCondition::Absent { after } => {
-            let after_micros = micros(after);
-            if after_micros <= 0 {
-                return Err("an absent rule needs an `after` period above 0".into());
-            }
-            Condition::Absent { after_micros }
-        }
-    })
-}
-
-fn range(low: f64, high: f64) -> Result<(f64, f64), String> {
-    let low = finite("low", low)?;
-    let high = finite("high", high)?;
-    if low > high {
-        return Err(format!("low {low} is above high {high}"));
-    }
-    Ok((low, high))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use labstream_schemas::AlertCondition;
     use labstream_schemas::Timestamp;
     use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! when the rule is loaded (so a typo is refused with the rule, not discovered when it
 //! fires) and rendered from the alert event.
 
-use labstream_schemas::AlertEvent;
+use crate::AlertEvent;
 use std::fmt::Write as _;
 
 /// The variables a template may use; `labels.<name>` reads one label.
@@ -127,7 +127,7 @@ fn number(v: Option<f64>) -> String {
 }
 
 /// The message of a rule without a template.
-pub(crate) fn default_for(absent: bool) -> Template {
+pub fn default_for(absent: bool) -> Template {
     let text = if absent {
         "{{rule}} {{status}}: {{sensor_id}} sent nothing since {{since}}"
     } else {
@@ -139,7 +139,7 @@ pub(crate) fn default_for(absent: bool) -> Template {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use labstream_schemas::{AlertStatus, RuleId, SensorId, SensorType, Severity, Timestamp};
+    use crate::{AlertStatus, RuleId, SensorId, SensorType, Severity, Timestamp};
     use std::collections::BTreeMap;
 
     fn event() -> AlertEvent {

@@ -1,0 +1,469 @@
+//! `/v1/alerts/...`: rules (reads with `alerts:read`, changes with `admin`), and the
+//! alert streams (`alerts:read`): SSE at `/v1/alerts/stream`, resumable with
+//! `Last-Event-ID`, and WebSocket at `/v1/alerts/ws`, both with the filters `rule`,
+//! `severity`, `sensor` (comma-separated alternatives) and `label.<name>=<value>`.
+
+use super::feed::{AlertFeed, FeedItem, Start, Subscription};
+use super::rules::{RuleError, RuleStore};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+use labstream_schemas::alert_rule::RuleDefinition;
+use labstream_schemas::auth::{AuthError, Scope, Verifier, bearer_token};
+use labstream_schemas::{AlertRule, Severity, Timestamp};
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct AlertsState {
+    pub rules: RuleStore,
+    pub feed: AlertFeed,
+    /// `None` only when auth is disabled (loopback only).
+    pub auth: Option<Verifier>,
+    /// Ends open streams at shutdown, so the server can stop.
+    pub shutdown: CancellationToken,
+    /// The longest `?since=` a subscriber may ask for (the feed's window).
+    pub max_since: Duration,
+}
+
+pub fn router(state: AlertsState) -> Router {
+    Router::new()
+        .route("/v1/alerts/rules", get(list_rules).post(create_rule))
+        .route(
+            "/v1/alerts/rules/{id}",
+            get(get_rule).put(replace_rule).delete(delete_rule),
+        )
+        .route("/v1/alerts/stream", get(sse_stream))
+        .route("/v1/alerts/ws", get(ws_stream))
+        .with_state(Arc::new(state))
+}
+
+// ---------------------------------------------------------------------------- errors
+
+#[derive(Debug)]
+enum ApiError {
+    Rule(RuleError),
+    Auth(AuthError),
+    BadRequest(String),
+}
+
+impl From<RuleError> for ApiError {
+    fn from(e: RuleError) -> Self {
+        ApiError::Rule(e)
+    }
+}
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::Auth(e)
+    }
+}
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        match e {
+            // Well-formed JSON that is not a rule (a missing field, an unknown kind).
+            JsonRejection::JsonDataError(e) => ApiError::Rule(RuleError::BadRequest(format!(
+                "the body is not a valid alert rule: {}",
+                e.body_text()
+            ))),
+            e => ApiError::BadRequest(e.body_text()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            ApiError::Rule(e) => {
+                let (status, code) = match e {
+                    RuleError::Invalid(_) | RuleError::BadRequest(_) => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+                    }
+                    RuleError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    RuleError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                    RuleError::VersionMismatch { .. } => {
+                        (StatusCode::PRECONDITION_FAILED, "version_mismatch")
+                    }
+                    RuleError::Unavailable(_) => {
+                        tracing::warn!(error = %e, "alert rule change failed");
+                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                    }
+                };
+                let message = match e {
+                    RuleError::Unavailable(_) => {
+                        "the rule log (Kafka) is unavailable; nothing was changed, retry in a moment"
+                            .to_owned()
+                    }
+                    e => e.to_string(),
+                };
+                (status, code, message)
+            }
+            ApiError::Auth(e) => (
+                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
+                e.code(),
+                e.reason().to_string(),
+            ),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: code,
+                message,
+            }),
+        )
+            .into_response();
+        match &self {
+            ApiError::Auth(e) => {
+                if let Some(challenge) = e.www_authenticate() {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(challenge),
+                    );
+                }
+            }
+            ApiError::Rule(RuleError::Unavailable(_)) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+fn authorize(state: &AlertsState, headers: &HeaderMap, scope: Scope) -> Result<()> {
+    let Some(verifier) = &state.auth else {
+        return Ok(());
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let claims = verifier.verify(bearer_token(value)?)?;
+    claims.require(scope)?;
+    Ok(())
+}
+
+/// `If-Match: "3"` -> Some(3); `*` or none -> None.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))?
+        .trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let digits = text.trim_start_matches("W/").trim_matches('"');
+    digits.parse().map(Some).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "If-Match {text:?} is not a revision this API gave out (an ETag like \"3\")"
+        ))
+    })
+}
+
+// ----------------------------------------------------------------------------- rules
+
+/// A rule as the API shows it: the definition plus what the server keeps.
+#[derive(Serialize)]
+struct RuleView {
+    #[serde(flatten)]
+    definition: RuleDefinition,
+    revision: i64,
+    updated_at: Timestamp,
+}
+
+fn view(rule: &AlertRule) -> RuleView {
+    RuleView {
+        definition: RuleDefinition::from_wire(rule),
+        revision: rule.revision,
+        updated_at: rule.updated_at,
+    }
+}
+
+fn rule_response(status: StatusCode, rule: &AlertRule) -> Response {
+    let mut response = (status, Json(view(rule))).into_response();
+    response.headers_mut().insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", rule.revision)).expect("digits"),
+    );
+    response
+}
+
+async fn list_rules(State(state): State<Arc<AlertsState>>, headers: HeaderMap) -> Result<Response> {
+    authorize(&state, &headers, Scope::AlertsRead)?;
+    let rules: Vec<RuleView> = state.rules.list().iter().map(view).collect();
+    Ok(Json(rules).into_response())
+}
+
+async fn get_rule(
+    State(state): State<Arc<AlertsState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    authorize(&state, &headers, Scope::AlertsRead)?;
+    match state.rules.get(&id) {
+        Some(rule) => Ok(rule_response(StatusCode::OK, &rule)),
+        None => Err(RuleError::NotFound(format!("alert rule {id:?} does not exist")).into()),
+    }
+}
+
+async fn create_rule(
+    State(state): State<Arc<AlertsState>>,
+    headers: HeaderMap,
+    body: std::result::Result<Json<RuleDefinition>, JsonRejection>,
+) -> Result<Response> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let Json(definition) = body?;
+    let rule = state.rules.create(definition).await?;
+    let mut response = rule_response(StatusCode::CREATED, &rule);
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/alerts/rules/{}", rule.rule_id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn replace_rule(
+    State(state): State<Arc<AlertsState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Json<RuleDefinition>, JsonRejection>,
+) -> Result<Response> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let expected = if_match(&headers)?;
+    let Json(mut definition) = body?;
+    if definition.rule_id.is_empty() {
+        definition.rule_id = id.clone();
+    } else if definition.rule_id != id {
+        return Err(RuleError::BadRequest(format!(
+            "the body names rule {:?} but the path {id:?}; leave rule_id out or make them equal",
+            definition.rule_id
+        ))
+        .into());
+    }
+    let (rule, created) = state.rules.replace(definition, expected).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(rule_response(status, &rule))
+}
+
+async fn delete_rule(
+    State(state): State<Arc<AlertsState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let expected = if_match(&headers)?;
+    state.rules.delete(&id, expected).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// --------------------------------------------------------------------------- streams
+
+/// Which alerts a subscriber wants; every filter given must match.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Filter {
+    rules: Vec<String>,
+    severities: Vec<Severity>,
+    sensors: Vec<String>,
+    labels: Vec<(String, String)>,
+    since: Option<Duration>,
+    /// Like the `Last-Event-ID` header, for WebSocket clients that cannot set headers.
+    last_event_id: Option<String>,
+}
+
+impl Filter {
+    fn parse(params: &[(String, String)], max_since: Duration) -> Result<Self> {
+        let mut f = Filter::default();
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        for (key, value) in params {
+            match key.as_str() {
+                "rule" => f.rules.extend(list(value)),
+                "sensor" => f.sensors.extend(list(value)),
+                "severity" => {
+                    for s in list(value) {
+                        f.severities.push(Severity::parse(&s).ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "severity {s:?} is not info, warning or critical"
+                            ))
+                        })?);
+                    }
+                }
+                "since" => {
+                    let d = humantime::parse_duration(value).map_err(|e| {
+                        ApiError::BadRequest(format!(
+                            "since {value:?} is not a duration like 10m: {e}"
+                        ))
+                    })?;
+                    if d > max_since {
+                        return Err(ApiError::BadRequest(format!(
+                            "since {value} is longer than the {} the stream keeps (alerts.stream_window)",
+                            humantime::format_duration(max_since)
+                        )));
+                    }
+                    f.since = Some(d);
+                }
+                "last_event_id" => f.last_event_id = Some(value.clone()),
+                k => match k.strip_prefix("label.") {
+                    Some(name) if !name.is_empty() => {
+                        f.labels.push((name.to_owned(), value.clone()))
+                    }
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "unknown parameter {k:?}: use rule, severity, sensor, label.<name>, since or last_event_id"
+                        )));
+                    }
+                },
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, item: &FeedItem) -> bool {
+        let e = &item.event;
+        (self.rules.is_empty() || self.rules.iter().any(|r| r == e.rule_id.as_str()))
+            && (self.severities.is_empty() || self.severities.contains(&e.severity))
+            && (self.sensors.is_empty() || self.sensors.iter().any(|s| s == e.sensor_id.as_str()))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| e.labels.get(k).is_some_and(|l| l == v))
+    }
+}
+
+fn start_of(headers: &HeaderMap, filter: &Filter) -> Start {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .or(filter.last_event_id.as_deref())
+        .filter(|v| !v.is_empty());
+    match (last, filter.since) {
+        (Some(id), _) => Start::After(id.to_owned()),
+        (None, Some(d)) => Start::Since(d),
+        (None, None) => Start::Now,
+    }
+}
+
+/// The matching alerts of `sub`: its backlog, then live ones. Ends when the
+/// subscriber fell too far behind (it resumes with its last event id) or at shutdown.
+fn alerts(
+    sub: Subscription,
+    filter: Filter,
+    shutdown: CancellationToken,
+) -> impl futures::Stream<Item = Arc<FeedItem>> + Send {
+    let Subscription { backlog, live, .. } = sub;
+    let backlog = futures::stream::iter(backlog);
+    let live = futures::stream::unfold(live, |mut rx| async move {
+        match rx.recv().await {
+            Ok(item) => Some((item, rx)),
+            Err(RecvError::Lagged(n)) => {
+                tracing::info!(
+                    missed = n,
+                    "alert stream subscriber fell behind; closing it so it resumes"
+                );
+                None
+            }
+            Err(RecvError::Closed) => None,
+        }
+    });
+    backlog
+        .chain(live)
+        .filter(move |item| futures::future::ready(filter.matches(item)))
+        .take_until(shutdown.cancelled_owned())
+}
+
+async fn sse_stream(
+    State(state): State<Arc<AlertsState>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    authorize(&state, &headers, Scope::AlertsRead)?;
+    let filter = Filter::parse(&params, state.max_since)?;
+    let sub = state.feed.subscribe(&start_of(&headers, &filter));
+    let notice = sub.resumed_from_unknown.then(|| {
+        Ok::<_, Infallible>(Event::default().comment(
+            "Last-Event-ID is older than what this server keeps: sending all it has; some alerts may be missing",
+        ))
+    });
+    let events = alerts(sub, filter, state.shutdown.clone()).map(|item| {
+        Ok::<_, Infallible>(
+            Event::default()
+                .id(item.event.event_id.clone())
+                .event(item.event.status.as_str())
+                .data(item.json.clone()),
+        )
+    });
+    let stream = futures::stream::iter(notice).chain(events);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+async fn ws_stream(
+    State(state): State<Arc<AlertsState>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response> {
+    authorize(&state, &headers, Scope::AlertsRead)?;
+    let filter = Filter::parse(&params, state.max_since)?;
+    // Browsers cannot set headers on a WebSocket: `?last_event_id=` does what the header does.
+    let sub = state.feed.subscribe(&start_of(&headers, &filter));
+    let shutdown = state.shutdown.clone();
+    Ok(upgrade.on_upgrade(move |socket| send_alerts(socket, sub, filter, shutdown)))
+}
+
+async fn send_alerts(
+    mut socket: WebSocket,
+    sub: Subscription,
+    filter: Filter,
+    shutdown: CancellationToken,
+) {
+    let mut alerts = Box::pin(alerts(sub, filter, shutdown));
+    loop {
+        tokio::select! {
+            item = alerts.next() => {
+                let Some(item) = item else { break };
+                if socket.send(Message::Text(item.json.clone().into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Pings are answered by axum; text from the client is ignored.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
