@@ -2,7 +2,8 @@
 //! exported whole with `labstream export` and narrowed to one participant (and day) over
 //! `GET /v1/experiments/{id}/export`; each archive's Parquet files hold exactly the rows
 //! SQL returns for the same selection, and its JSON files the experiment's state. The
-//! lake's `experiments` and `recordings` tables join with the samples.
+//! lake's `experiments` and `recordings` tables join with the samples, and DuckDB reads
+//! them and the unpacked archive as they are.
 
 mod support;
 
@@ -11,6 +12,8 @@ use parquet::record::Field;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::TestStack;
 
@@ -385,4 +388,51 @@ async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
             {"participant_id": "P2", "task_id": "stroop", "name": "Export study", "n": 40}
         ])
     );
+
+    // DuckDB reads the experiment tables and the unpacked archive as they are.
+    let unpacked = stack.dir().join("whole");
+    tar::Archive::new(std::fs::File::open(&out).unwrap())
+        .unpack(&unpacked)
+        .unwrap();
+    let python = pytools_python();
+    let script = r#"
+import json, sys, duckdb
+lake, unpacked = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+recordings = con.execute(f"SELECT participant_id, task_id, stopped_at IS NOT NULL FROM '{lake}/experiments/recordings.parquet' ORDER BY 1").fetchall()
+experiments = con.execute(f"SELECT experiment_id, name, len(participants), version FROM '{lake}/experiments/experiments.parquet'").fetchall()
+samples = con.execute(f"SELECT count(*), count(DISTINCT participant_id) FROM read_parquet('{unpacked}/samples/temperature/*.parquet')").fetchone()
+print(json.dumps({"recordings": recordings, "experiments": experiments, "samples": samples}))
+"#;
+    let result = Command::new(&python)
+        .args(["-c", script])
+        .arg(&stack.lake)
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "DuckDB failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(
+        theirs,
+        json!({
+            "recordings": [["P1", "rest", true], ["P2", "stroop", true]],
+            "experiments": [[EXPERIMENT, "Export study", 2, state["version"]]],
+            "samples": [80, 2],
+        })
+    );
+}
+
+fn pytools_python() -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("infra/local/pytools");
+    let out = Command::new(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "infra/local/pytools failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
