@@ -2,7 +2,8 @@
 //! CSV, line protocol) go through ingest's parsers and validator, the same Avro
 //! encoding and the same acknowledged producer to `samples.raw`. Without `--partial`
 //! every file is checked first and nothing is sent if any line is invalid.
-//! Samples already stored are harmless: the sinks deduplicate on (sensor_id, ts, seq).
+//! Samples already stored are skipped by MongoDB (unique dedupe key); the lake keeps a
+//! second copy until compaction merges the files holding both.
 
 use crate::config::Settings;
 use anyhow::{Context, bail};
@@ -23,8 +24,9 @@ use std::time::{Duration, Instant};
 Samples go through the same validation as ingest, except that there is no oldest event time.
 Without --partial, every file is checked first and nothing is sent if any line is invalid;
 the bad lines are listed as file:line: code: reason. Sending the same samples again is harmless:
-MongoDB skips samples already stored (sensor_id, ts, seq); the lake keeps such rows until
-compaction merges their folder (`labstream compact`)."
+MongoDB skips samples already stored (sensor_id, ts, seq); the lake writes them again and
+compaction drops the copies when it merges the files holding both (`labstream compact
+--min-files 1`): backfill only the time range that is missing."
 )]
 pub(crate) struct BackfillArgs {
     /// Files to send, in order.
@@ -223,7 +225,7 @@ pub(crate) async fn run(settings: &Settings, args: BackfillArgs) -> anyhow::Resu
         }
     );
     println!(
-        "samples that were already stored are not duplicated in MongoDB (unique on sensor_id, ts, seq); in the lake they are dropped when compaction merges their folder (`labstream compact`)"
+        "samples that were already stored are skipped by MongoDB (unique on sensor_id, ts, seq); the lake drops such copies when compaction merges the files holding both (`labstream compact --min-files 1`)"
     );
     Ok(())
 }
