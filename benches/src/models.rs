@@ -42,6 +42,42 @@ pub async fn closed<T: Target>(
     }
 }
 
+/// The classic lab load test (as lab teams script it in k6): `fleets.len()` virtual
+/// users, each sending `requests_per_iteration` single-sample requests one after the
+/// other (one per sensor type), then waiting for the rest of `interval` before the next
+/// iteration (an iteration that takes longer starts the next one at once, like k6).
+pub async fn paced<T: Target>(
+    target: Arc<T>,
+    fleets: Vec<Fleet>,
+    requests_per_iteration: usize,
+    interval: Duration,
+    recorder: Arc<Recorder>,
+) {
+    let mut users = tokio::task::JoinSet::new();
+    for mut fleet in fleets {
+        let target = target.clone();
+        let recorder = recorder.clone();
+        users.spawn(async move {
+            while Instant::now() < recorder.window.end {
+                let iteration = Instant::now();
+                for _ in 0..requests_per_iteration {
+                    let samples = fleet.take(1);
+                    let sent = Instant::now();
+                    recorder.started();
+                    let outcome = target.send(samples).await;
+                    recorder.record(sent, sent, outcome, 1);
+                }
+                tokio::time::sleep_until((iteration + interval).into()).await;
+            }
+        });
+    }
+    while let Some(joined) = users.join_next().await {
+        if let Err(e) = joined {
+            eprintln!("loadgen: a virtual user failed: {e}");
+        }
+    }
+}
+
 /// What the open model's scheduler did, next to what it measured.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Schedule {

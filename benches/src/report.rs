@@ -19,6 +19,10 @@ pub const BATCH_LP: &str = "batch-lp";
 pub const SINGLE_MAX: &str = "single-max";
 pub const SINGLE_HALF: &str = "single-half";
 pub const SINGLE_TARGET: &str = "single-target";
+/// The classic lab load test (50 users x one sample per type every 500 ms x 60 s),
+/// driven by the load generator and by k6 itself.
+pub const CLASSIC: &str = "classic";
+pub const CLASSIC_K6: &str = "classic-k6";
 
 /// Targets of the ingest issue.
 const BATCH_RATIO_TARGET: f64 = 0.5;
@@ -165,6 +169,14 @@ fn describe(r: &RunResult) -> String {
         None => "Avro",
     };
     match (r.model.as_str(), r.concurrency, &r.schedule) {
+        ("paced", Some(users), _) => format!(
+            "{format}, 1 sample/request, {users} virtual users each sending one sample of every sensor type every 500 ms{}",
+            if r.scenario == "k6-classic" {
+                ", driven by k6"
+            } else {
+                ""
+            }
+        ),
         ("open", _, Some(s)) => format!(
             "{format}, {} sample(s)/request, open model at {} requests/s (at most {} in flight)",
             r.batch,
@@ -204,6 +216,14 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         label: SINGLE_HALF,
         title: "Single-sample requests at half the maximum rate: http-single --rate R",
+    },
+    Scenario {
+        label: CLASSIC,
+        title: "The classic lab scenario, load generator: http-classic --users 50 --interval 500ms",
+    },
+    Scenario {
+        label: CLASSIC_K6,
+        title: "The classic lab scenario, k6 itself: benches/k6/classic.js (k6 measures, k6 reports)",
     },
     Scenario {
         label: SINGLE_TARGET,
@@ -459,7 +479,8 @@ fn cpu_table(w: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
     let cell = |s: Option<Spread>| s.map_or("-".to_owned(), |s| format!("{:.2}", s.median));
     for sc in SCENARIOS {
         let rs = runs(results, sc.label);
-        if rs.is_empty() {
+        // k6 measures itself; its process is not watched.
+        if rs.is_empty() || sc.label == CLASSIC_K6 {
             continue;
         }
         let other = spread(&rs, |r| {

@@ -21,6 +21,9 @@ pub enum Model {
     Closed { concurrency: usize },
     /// A constant arrival rate (requests per second), at most `max_in_flight` at once.
     Open { rate: f64, max_in_flight: usize },
+    /// `users` virtual users, each sending one single-sample request per sensor type
+    /// every `interval` (the classic k6 lab scenario).
+    Paced { users: usize, interval: Duration },
 }
 
 /// What every scenario shares.
@@ -119,6 +122,15 @@ pub async fn run<T: Target>(target: Arc<T>, spec: RunSpec) -> RunResult {
             .await;
             (Some(schedule), None, Some(max_in_flight))
         }
+        Model::Paced { users, interval } => {
+            // One sensor of each type per user: an iteration sends each type once.
+            let fleets = (0..users)
+                .map(|shard| Fleet::new(&registry, 1, shard))
+                .collect();
+            let types = registry.types().count();
+            models::paced(target, fleets, types, interval, recorder.clone()).await;
+            (None, Some(users), None)
+        }
     };
     progress.abort();
     let cpu = cpu.await.unwrap_or_default();
@@ -141,6 +153,7 @@ pub async fn run<T: Target>(target: Arc<T>, spec: RunSpec) -> RunResult {
         model: match spec.model {
             Model::Closed { .. } => "closed",
             Model::Open { .. } => "open",
+            Model::Paced { .. } => "paced",
         }
         .to_owned(),
         batch: spec.batch,

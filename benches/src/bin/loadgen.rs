@@ -29,9 +29,16 @@ enum Command {
     /// One sample per request: a constant arrival rate (open model) or, with
     /// `--rate max`, as fast as `--concurrency` workers go (closed model).
     HttpSingle(HttpSingleArgs),
+    /// The classic lab load test: `--users` virtual users (50), each sending one sample
+    /// of every registry type (one request each) every `--interval` (500 ms); run it with
+    /// `--duration 60s` for the scenario as lab teams run it in k6.
+    HttpClassic(HttpClassicArgs),
     /// The ceiling: the same samples, Avro-encoded, produced straight to Kafka with
     /// labstream's producer settings, in the same batches and concurrency as http-batch.
     KafkaRaw(KafkaRawArgs),
+    /// Turn the JSON summary of a k6 run (benches/k6/classic.js) into a result file, so
+    /// the report shows k6's own figures next to the load generator's.
+    ImportK6(ImportK6Args),
     /// Print the median of a numeric field over result files (used by benches/run).
     Median(MedianArgs),
     /// Write the ingest section of RESULTS.md from a folder of results.
@@ -131,6 +138,20 @@ struct HttpSingleArgs {
 }
 
 #[derive(Args)]
+struct HttpClassicArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Virtual users.
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    /// Each user's iteration period (one request per sensor type per iteration).
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
 struct KafkaRawArgs {
     /// Bootstrap servers.
     #[arg(
@@ -153,6 +174,28 @@ struct KafkaRawArgs {
     concurrency: usize,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Args)]
+struct ImportK6Args {
+    /// The JSON file the script's handleSummary wrote.
+    #[arg(long)]
+    summary: PathBuf,
+    /// Label of the run in the report.
+    #[arg(long, default_value = "classic-k6")]
+    label: String,
+    /// Virtual users of the run.
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    /// Where k6 sent the samples.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// When the run began (RFC 3339).
+    #[arg(long)]
+    started_at: String,
+    /// Write the result here.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -195,8 +238,10 @@ fn main() -> anyhow::Result<()> {
     let threads = match &cli.command {
         Command::HttpBatch(a) => a.common.threads,
         Command::HttpSingle(a) => a.common.threads,
+        Command::HttpClassic(a) => a.common.threads,
         Command::KafkaRaw(a) => a.common.threads,
         Command::Median(a) => return median(a),
+        Command::ImportK6(a) => return import_k6(a),
         Command::Report(a) => return write_report(a),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -251,6 +296,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Model::Closed {
                     concurrency: a.concurrency,
                 },
+                target.url().to_owned(),
+            );
+            (runner::run(target, s).await, a.common.out)
+        }
+        Command::HttpClassic(a) => {
+            let target = Arc::new(HttpTarget::new(
+                &a.http.url,
+                a.http.format,
+                a.http.token.as_deref(),
+            )?);
+            check_reachable(&a.http.url).await?;
+            let model = Model::Paced {
+                users: a.users.max(1),
+                interval: a.interval,
+            };
+            let s = spec(
+                "http-classic",
+                &a.common,
+                Some(a.http.format),
+                1,
+                model,
                 target.url().to_owned(),
             );
             (runner::run(target, s).await, a.common.out)
@@ -312,7 +378,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             target.flush();
             (result, a.common.out)
         }
-        Command::Median(_) | Command::Report(_) => {
+        Command::Median(_) | Command::Report(_) | Command::ImportK6(_) => {
             unreachable!("handled before the runtime starts")
         }
     };
@@ -385,5 +451,76 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
     std::fs::write(&args.out, report::splice(&existing, &section))
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// k6's summary -> a `RunResult`: requests and their rate from `http_reqs`, latency
+/// from `http_req_duration` (milliseconds in k6, microseconds here), failures from the
+/// script's 202 check. k6 reports no p99.9 unless asked; the script asks for it.
+fn import_k6(a: &ImportK6Args) -> anyhow::Result<()> {
+    use labstream_benches::recorder::{Measured, Percentiles};
+    let text = std::fs::read_to_string(&a.summary)
+        .with_context(|| format!("reading {}", a.summary.display()))?;
+    let summary: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not k6 JSON", a.summary.display()))?;
+    let metric = |name: &str, key: &str| -> anyhow::Result<f64> {
+        summary["metrics"][name]["values"][key]
+            .as_f64()
+            .with_context(|| format!("k6 summary has no metrics.{name}.values.{key}"))
+    };
+    let us = |key: &str| -> anyhow::Result<u64> {
+        Ok((metric("http_req_duration", key)? * 1000.0).round() as u64)
+    };
+    let requests = metric("http_reqs", "count")? as u64;
+    let failed = summary["metrics"]["checks"]["values"]["fails"]
+        .as_f64()
+        .unwrap_or(0.0) as u64;
+    let window_s = summary["state"]["testRunDurationMs"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1000.0;
+    let latency = Percentiles {
+        count: requests,
+        mean: metric("http_req_duration", "avg")? * 1000.0,
+        p50: us("med")?,
+        p90: us("p(90)")?,
+        p99: us("p(99)")?,
+        p999: us("p(99.9)")?,
+        max: us("max")?,
+    };
+    let ok = requests.saturating_sub(failed);
+    let result = RunResult {
+        scenario: "k6-classic".into(),
+        label: Some(a.label.clone()),
+        format: Some(Format::Json),
+        model: "paced".into(),
+        batch: 1,
+        concurrency: Some(a.users),
+        max_in_flight: None,
+        destination: a.url.clone(),
+        started_at: a.started_at.clone(),
+        warmup_s: 0.0,
+        measured: Measured {
+            window_s,
+            requests: ok,
+            samples: ok,
+            requests_per_s: ok as f64 / window_s.max(1e-9),
+            samples_per_s: ok as f64 / window_s.max(1e-9),
+            failed_requests: failed,
+            completed_after_end: 0,
+            latency_us: latency.clone(),
+            service_us: latency,
+            outcomes: [("202 (k6 check)".to_owned(), ok)].into(),
+            errors: Default::default(),
+        },
+        schedule: None,
+        cpu: Default::default(),
+        memory: Default::default(),
+    };
+    std::fs::write(
+        &a.out,
+        format!("{}\n", serde_json::to_string_pretty(&result)?),
+    )
+    .with_context(|| format!("writing {}", a.out.display()))?;
     Ok(())
 }
