@@ -73,6 +73,12 @@ fn known_groups(settings: &Settings) -> Vec<KnownGroup> {
             group: settings.processors.enrichment.group_id.clone(),
             topic: topics.samples_raw(),
         },
+        KnownGroup {
+            role: "processors.alerts",
+            command: "labstream process alerts",
+            group: settings.processors.alerts.group_id.clone(),
+            topic: topics.samples_raw(),
+        },
     ]
 }
 
@@ -185,6 +191,23 @@ pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()
     Ok(())
 }
 
+/// What a replay of a processor group writes again downstream (sink groups write
+/// nothing twice: MongoDB skips stored samples, the lake skips stored offsets).
+fn rewrite_note(settings: &Settings, group: &str) -> Option<&'static str> {
+    if group == settings.processors.enrichment.group_id {
+        Some(
+            "the enrichment re-emits the replayed samples to samples.enriched under new offsets; \
+             the lake sink stores them again until compaction merges the files holding both copies",
+        )
+    } else if group == settings.processors.alerts.group_id {
+        Some(
+            "the alerts processor evaluates the replayed samples again and may publish alert events again",
+        )
+    } else {
+        None
+    }
+}
+
 fn parse_target(to: &str) -> anyhow::Result<ResetTarget> {
     match to.trim().to_ascii_lowercase().as_str() {
         "earliest" => Ok(ResetTarget::Earliest),
@@ -249,6 +272,9 @@ pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Res
     }
     let moves = admin.plan_reset(&topic, target).await?;
     print_moves(&moves);
+    if let Some(note) = rewrite_note(settings, &args.group) {
+        println!("note: {note}");
+    }
     if described.has_live_members() {
         let command = known_groups(settings)
             .into_iter()
