@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
   lp      .lp .line .influx      InfluxDB line protocol, as POST /api/v2/write
 Samples go through the same validation as ingest, except that there is no oldest event time.
 Without --partial, every file is checked first and nothing is sent if any line is invalid;
-the bad lines are listed as file:line: code: reason. Sending the same samples again is harmless:
+the bad lines are listed as file:line: code: reason. Samples already stored:
 MongoDB skips samples already stored (sensor_id, ts, seq); the lake writes them again and
 compaction drops the copies when it merges the files holding both (`labstream compact
 --min-files 1`): backfill only the time range that is missing."

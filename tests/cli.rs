@@ -30,6 +30,9 @@ fn every_subcommand_has_help() {
         vec!["config", "check", "--help"],
         vec!["token", "--help"],
         vec!["compact", "--help"],
+        vec!["replay", "--help"],
+        vec!["lag", "--help"],
+        vec!["backfill", "--help"],
         vec!["token", "keygen", "--help"],
         vec!["token", "issue", "--help"],
     ] {
