@@ -177,6 +177,7 @@ pub(crate) struct ProcessorsSettings {
     pub(crate) experiments: ExperimentsProcessorSettings,
     pub(crate) enrichment: labstream_processors::enrichment::EnrichmentConfig,
     pub(crate) alerts: labstream_processors::alerts::AlertsConfig,
+    pub(crate) webhooks: labstream_processors::alerts::webhooks::WebhooksConfig,
 }
 
 impl Default for ProcessorsSettings {
@@ -192,6 +193,7 @@ impl Default for ProcessorsSettings {
             experiments: ExperimentsProcessorSettings::default(),
             enrichment: Default::default(),
             alerts: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }

@@ -102,6 +102,8 @@ enum ProcessorKind {
     Enrichment,
     /// samples.raw -> alert rules -> alerts.<name> + alerts.state, in Kafka transactions.
     Alerts,
+    /// alerts.<name> -> the webhook targets of [processors.webhooks], once per transition.
+    Webhooks,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -219,6 +221,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 ProcessorKind::Alerts => serve::Roles {
                     alerts_processor: true,
+                    ..Default::default()
+                },
+                ProcessorKind::Webhooks => serve::Roles {
+                    webhooks: true,
                     ..Default::default()
                 },
             };

@@ -29,6 +29,7 @@ pub(crate) struct Roles {
     pub(crate) experiments_processor: bool,
     pub(crate) enrichment: bool,
     pub(crate) alerts_processor: bool,
+    pub(crate) webhooks: bool,
 }
 
 impl Roles {
@@ -42,6 +43,8 @@ impl Roles {
             experiments_processor: settings.processors.experiments.enabled,
             enrichment: settings.processors.enrichment.enabled,
             alerts_processor: settings.processors.alerts.enabled,
+            webhooks: settings.processors.webhooks.enabled
+                && !settings.processors.webhooks.targets.is_empty(),
         }
     }
 }
@@ -222,6 +225,19 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         tasks.push((
             "alerts",
             tokio::spawn(async move { Ok(processor.run(c).await?) }),
+        ));
+    }
+    if roles.webhooks {
+        let webhooks = settings
+            .processors
+            .webhooks
+            .build(kafka)
+            .await
+            .context("starting webhook delivery")?;
+        let c = cancel.clone();
+        tasks.push((
+            "webhooks",
+            tokio::spawn(async move { Ok(webhooks.run(c).await?) }),
         ));
     }
     if roles.compaction {

@@ -575,3 +575,186 @@ async fn the_websocket_stream_sends_the_matching_alerts_as_json() {
         "freezer-1's alert is filtered out"
     );
 }
+
+/// One request a webhook receiver got: path, event id header, body, answered status.
+type Received = (String, String, Value, u16);
+
+/// A webhook receiver that answers 500 to the first `fail_first` requests.
+#[derive(Clone, Default)]
+struct Receiver {
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    fail_first: usize,
+}
+
+impl Receiver {
+    async fn start(fail_first: usize) -> (Receiver, String) {
+        let receiver = Receiver {
+            fail_first,
+            ..Receiver::default()
+        };
+        let r = receiver.clone();
+        let app = axum::Router::new().route(
+            "/{target}",
+            axum::routing::post(
+                move |axum::extract::Path(target): axum::extract::Path<String>,
+                      headers: axum::http::HeaderMap,
+                      axum::Json(body): axum::Json<Value>| {
+                    let r = r.clone();
+                    async move {
+                        let mut requests = r.requests.lock().unwrap();
+                        let status = if requests.len() < r.fail_first {
+                            500
+                        } else {
+                            200
+                        };
+                        let id = headers
+                            .get("x-labstream-event-id")
+                            .map(|v| v.to_str().unwrap().to_owned())
+                            .unwrap_or_default();
+                        requests.push((target, id, body, status));
+                        axum::http::StatusCode::from_u16(status).unwrap()
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, url)
+    }
+
+    /// (target, event id) of every accepted delivery.
+    fn delivered(&self) -> Vec<(String, String)> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.3 == 200)
+            .map(|r| (r.0.clone(), r.1.clone()))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_get_each_transition_once_also_after_failures_and_a_restart() {
+    let (receiver, url) = Receiver::start(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("labstream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [processors.webhooks]
+            backoff_initial = "100ms"
+            backoff_max = "1s"
+
+            [[processors.webhooks.targets]]
+            name = "json"
+            url = "{url}/json"
+
+            [[processors.webhooks.targets]]
+            name = "slack"
+            url = "{url}/slack"
+            format = "slack"
+            rules = ["warm"]
+            min_severity = "critical"
+
+            [[processors.webhooks.targets]]
+            name = "other-rule"
+            url = "{url}/other"
+            rules = ["cold"]
+            "#
+        ),
+    )
+    .unwrap();
+    let path = config.display().to_string();
+    let stack = TestStack::start_with(&[
+        ("LABSTREAM_CONFIG", path.as_str()),
+        ("LABSTREAM__PROCESSORS__WEBHOOKS__ENABLED", "false"),
+    ])
+    .await;
+    let mut webhooks = stack.worker(&["process", "webhooks"]);
+    let (status, body) = send(
+        &stack,
+        reqwest::Method::POST,
+        "/v1/alerts/rules",
+        &stack.token,
+        Some(rule("warm", "hooks")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    wait_applied(|| stack.logs(), "warm").await;
+
+    let t0 = Timestamp::now().as_micros() - 10_000_000;
+    for (i, celsius) in [1.0, 10.0, 3.0].into_iter().enumerate() {
+        sample(
+            &stack,
+            "freezer-1",
+            Timestamp::from_micros(t0 + i as i64 * 1000),
+            celsius,
+        )
+        .await;
+    }
+    let want = |target: &str, seq: i64| (target.to_owned(), format!("warm/freezer-1/{seq}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.delivered().len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut delivered = receiver.delivered();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        vec![
+            want("json", 1),
+            want("json", 2),
+            want("slack", 1),
+            want("slack", 2)
+        ],
+        "webhooks log:\n{}",
+        webhooks.logs()
+    );
+    let all = receiver.requests.lock().unwrap().clone();
+    assert_eq!(
+        all.iter().filter(|r| r.3 == 500).count(),
+        3,
+        "the first attempts failed"
+    );
+    let slack: Vec<&Value> = all
+        .iter()
+        .filter(|r| r.0 == "slack" && r.3 == 200)
+        .map(|r| &r.2)
+        .collect();
+    assert_eq!(
+        slack[0],
+        &json!({"text": ":rotating_light: FIRING [critical] freezer-1 at 10 °C"})
+    );
+    let json_firing = all.iter().find(|r| r.0 == "json" && r.3 == 200).unwrap();
+    assert_eq!(json_firing.2["event_id"], "warm/freezer-1/1");
+    assert_eq!(json_firing.2["value"], 10.0);
+
+    // A crash and restart re-reads the topic from the last commit: nothing is sent again.
+    webhooks.kill9();
+    webhooks.start();
+    sample(&stack, "freezer-1", Timestamp::from_micros(t0 + 5000), 20.0).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.delivered().len() < 6 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut delivered = receiver.delivered();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        vec![
+            want("json", 1),
+            want("json", 2),
+            want("json", 3),
+            want("slack", 1),
+            want("slack", 2),
+            want("slack", 3)
+        ],
+        "webhooks log:\n{}",
+        webhooks.logs()
+    );
+    webhooks.stop();
+}

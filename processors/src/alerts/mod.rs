@@ -8,6 +8,7 @@ pub mod machine;
 pub mod ownership;
 mod processor;
 pub mod rule;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use labstream_schemas::alert_rule::{Template, template};

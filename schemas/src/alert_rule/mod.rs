@@ -20,7 +20,7 @@ const MAX_ID_LEN: usize = 128;
 const MAX_TOPIC_LEN: usize = 160;
 
 /// Topic names of `alerts.*` that labstream itself uses.
-const RESERVED_TOPICS: &[&str] = &["rules", "state"];
+const RESERVED_TOPICS: &[&str] = &["rules", "state", "deliveries"];
 
 /// Why a rule was refused, in words the person who wrote it understands.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -158,7 +158,7 @@ fn check_topic(topic: &str) -> Result<(), String> {
 }
 
 /// Whether `topic` (without prefix) is an `alerts.<name>` topic of rules, not
-/// `alerts.rules` or `alerts.state`.
+/// `alerts.rules`, `alerts.state` or `alerts.deliveries` (webhook deliveries).
 pub fn is_rule_topic(name: &str) -> bool {
     !RESERVED_TOPICS.contains(&name)
 }
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn labstreams_own_topics_cannot_be_a_rule_topic() {
-        for topic in ["rules", "state"] {
+        for topic in ["rules", "state", "deliveries"] {
             let err = check(&wire(topic), None).unwrap_err().to_string();
             assert!(err.contains("is taken"), "{err}");
         }
