@@ -7,6 +7,7 @@
 
 use crate::config::Settings;
 use anyhow::{Context, bail};
+use futures::StreamExt;
 use labstream_bus::{Producer, TopicSpec};
 use labstream_ingest::{FileFormat, FileSamples, Precision, RejectKind, Validator, open_file};
 use labstream_schemas::{Codec, Registry, Timestamp, Topics};
@@ -68,6 +69,8 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
 const LIST_PER_FILE: usize = 20;
 /// Samples per produce round.
 const BATCH: usize = 2000;
+/// Produce rounds awaited at once.
+const IN_FLIGHT_BATCHES: usize = 4;
 
 #[derive(Default)]
 struct FileReport {
@@ -333,20 +336,25 @@ async fn send_file(
     });
     let mut progress = Progress::new(&job.path, "sent");
     let mut send_error = None;
-    while let Some(batch) = rx.recv().await {
-        // All sends of a batch are queued at once and awaited together, as ingest does.
-        let results = futures::future::join_all(
-            batch
-                .iter()
-                .map(|(key, bytes)| producer.send(topic, key.as_bytes(), bytes)),
-        )
-        .await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            send_error = Some(e);
-            break;
+    // A few batches in flight at once, so the producer never waits for a round trip idle.
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    let mut input_done = false;
+    loop {
+        tokio::select! {
+            Some((n, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Err(e) = result {
+                    send_error = Some(e);
+                    break;
+                }
+                *sent += n;
+                progress.tick(*sent);
+            }
+            batch = rx.recv(), if !input_done && in_flight.len() < IN_FLIGHT_BATCHES => match batch {
+                Some(batch) => in_flight.push_back(send_batch(producer, topic, batch)),
+                None => input_done = true,
+            },
+            else => break,
         }
-        *sent += batch.len() as u64;
-        progress.tick(*sent);
     }
     drop(rx);
     let report = reader.await??;
@@ -354,6 +362,25 @@ async fn send_file(
         return Err(anyhow::Error::new(e).context("Kafka did not acknowledge a batch"));
     }
     Ok(report)
+}
+
+/// Appends a batch; all its sends are queued at once and awaited together, as ingest does.
+async fn send_batch(
+    producer: &Producer,
+    topic: &str,
+    batch: Vec<(String, Vec<u8>)>,
+) -> (u64, labstream_bus::Result<()>) {
+    let results = futures::future::join_all(
+        batch
+            .iter()
+            .map(|(key, bytes)| producer.send(topic, key.as_bytes(), bytes)),
+    )
+    .await;
+    let outcome = match results.into_iter().find_map(Result::err) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    };
+    (batch.len() as u64, outcome)
 }
 
 /// A line on stderr every two seconds for long files.
