@@ -205,6 +205,34 @@ pub(crate) fn document(roles: Roles) -> Value {
                 }
             },
             "schemas": {
+                "Sample": {
+                    "type": "object",
+                    "required": ["sensor_id", "sensor_type", "ts", "values"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "sensor_id": {"type": "string", "maxLength": 256},
+                        "sensor_type": {"type": "string", "description": "a type of the sensor-type registry"},
+                        "ts": {
+                            "oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
+                            "description": "RFC 3339, or an integer in ?precision= units (default ms)",
+                        },
+                        "seq": {"type": "integer"},
+                        "values": {
+                            "type": "object",
+                            "minProperties": 1,
+                            "additionalProperties": {"type": ["number", "integer", "boolean", "string"]},
+                            "description": "fields of the sensor type, typed by the registry",
+                        },
+                        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                    "example": {"sensor_id": "door-3", "sensor_type": "door", "ts": "2026-11-23T10:00:00.123Z",
+                        "seq": 7, "values": {"open": true}, "tags": {"room": "lab-2"}},
+                },
+                "Query": {
+                    "type": "object",
+                    "required": ["sql"],
+                    "properties": {"sql": {"type": "string", "description": "one read-only statement"}},
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error", "message"],
@@ -254,7 +282,7 @@ fn operation(r: &RouteDoc) -> Value {
         let content: Map<String, Value> = r
             .body
             .iter()
-            .map(|t| ((*t).to_owned(), json!({"schema": {}})))
+            .map(|t| ((*t).to_owned(), json!({ "schema": body_schema(r, t) })))
             .collect();
         op.insert(
             "requestBody".into(),
@@ -277,6 +305,26 @@ fn operation(r: &RouteDoc) -> Value {
     }
     op.insert("responses".into(), Value::Object(responses));
     Value::Object(op)
+}
+
+/// The schema of a request body, where the document has one.
+fn body_schema(r: &RouteDoc, media_type: &str) -> Value {
+    match (r.path, media_type) {
+        ("/v1/samples", "application/json") => json!({"oneOf": [
+            {"$ref": "#/components/schemas/Sample"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/Sample"}},
+        ]}),
+        ("/v1/samples", _) => json!({
+            "type": "string",
+            "description": "one Sample object per line",
+        }),
+        ("/api/v2/write", _) => json!({
+            "type": "string",
+            "description": "InfluxDB line protocol: measurement = sensor type, the sensor id tag, fields, timestamp",
+        }),
+        ("/v1/query", _) => json!({"$ref": "#/components/schemas/Query"}),
+        _ => json!({"type": "object"}),
+    }
 }
 
 pub(crate) async fn handler(roles: Roles) -> axum::Json<Value> {
