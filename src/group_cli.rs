@@ -185,9 +185,6 @@ pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()
     for s in summaries {
         println!("{s}");
     }
-    println!(
-        "(a topic written in Kafka transactions, such as samples.enriched, keeps a lag of up to 1 per partition once read to its end: the last commit marker)"
-    );
     Ok(())
 }
 

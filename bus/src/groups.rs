@@ -46,15 +46,26 @@ pub struct PartitionOffsets {
     pub low: i64,
     /// The offset the next appended record will get (high watermark).
     pub end: i64,
+    /// Nothing a read_committed consumer would deliver lies between the committed
+    /// offset and the end: only transaction markers (or aborted records), which take
+    /// offsets that consumers never commit past. The group has read everything.
+    pub only_markers_left: bool,
 }
 
 impl PartitionOffsets {
-    /// Records the group has still to read (from `low` when nothing is committed).
+    /// Records the group has still to read (from `low` when nothing is committed);
+    /// offsets of transaction markers count, except when only markers are left.
     pub fn lag(&self) -> i64 {
+        if self.only_markers_left {
+            return 0;
+        }
         let from = self.committed.unwrap_or(self.low).max(self.low);
         (self.end - from).max(0)
     }
 }
+
+/// Tails up to this many offsets long are checked for being transaction markers only.
+const MARKER_CHECK_MAX: i64 = 1000;
 
 /// Where to move a group's offsets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +105,7 @@ impl OffsetMove {
 /// Reads and moves the offsets of one consumer group without joining it.
 #[derive(Clone)]
 pub struct GroupAdmin {
+    config: KafkaConfig,
     consumer: Arc<BaseConsumer>,
     group: String,
     timeout: Duration,
@@ -121,6 +133,7 @@ impl GroupAdmin {
         }
         let consumer: BaseConsumer = client.create().map_err(Error::Config)?;
         Ok(Self {
+            config: config.clone(),
             consumer: Arc::new(consumer),
             group: group.to_owned(),
             timeout: Duration::from_secs(10),
@@ -166,6 +179,7 @@ impl GroupAdmin {
     /// Committed, oldest and end offset of every partition of `topic` for this group.
     pub async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>> {
         let (c, topic, timeout) = (self.consumer.clone(), topic.to_owned(), self.timeout);
+        let config = self.config.clone();
         blocking(move || {
             let partitions = partitions(&c, &topic, timeout)?;
             let mut tpl = TopicPartitionList::new();
@@ -189,9 +203,14 @@ impl GroupAdmin {
                         committed,
                         low,
                         end,
+                        only_markers_left: false,
                     })
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()
+                .and_then(|mut offsets| {
+                    mark_marker_tails(&config, &mut offsets, timeout)?;
+                    Ok(offsets)
+                })
         })
         .await
     }
@@ -265,6 +284,74 @@ impl GroupAdmin {
         let c = self.consumer.clone();
         blocking(move || c.commit(&tpl, CommitMode::Sync).map_err(Error::Commit)).await
     }
+}
+
+/// Sets `only_markers_left` where the short tail between the committed offset and the
+/// end holds no record a read_committed consumer delivers (reads that tail once).
+fn mark_marker_tails(
+    config: &KafkaConfig,
+    offsets: &mut [PartitionOffsets],
+    timeout: Duration,
+) -> Result<()> {
+    let tails: Vec<usize> = offsets
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            p.committed
+                .is_some_and(|c| c >= p.low && c < p.end && p.end - c <= MARKER_CHECK_MAX)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if tails.is_empty() {
+        return Ok(());
+    }
+    let mut client = config.client_config();
+    client
+        .set("group.id", format!("{}-lag-check", config.client_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10");
+    for (k, v) in &config.librdkafka {
+        client.set(k, v);
+    }
+    let reader: BaseConsumer = client.create().map_err(Error::Config)?;
+    let mut tpl = TopicPartitionList::new();
+    for &i in &tails {
+        let p = &offsets[i];
+        tpl.add_partition_offset(
+            &p.topic,
+            p.partition,
+            Offset::Offset(p.committed.unwrap_or(p.low)),
+        )
+        .map_err(Error::Consume)?;
+    }
+    reader.assign(&tpl).map_err(Error::Consume)?;
+    // Undecided partitions: neither a delivered record nor the end seen yet.
+    let mut open: std::collections::BTreeSet<i32> =
+        tails.iter().map(|&i| offsets[i].partition).collect();
+    let mut markers_only = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while !open.is_empty() && std::time::Instant::now() < deadline {
+        match reader.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                use rdkafka::message::Message;
+                open.remove(&m.partition());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                if open.remove(&p) {
+                    markers_only.insert(p);
+                }
+            }
+            Some(Err(e)) => return Err(Error::Consume(e)),
+        }
+    }
+    for &i in &tails {
+        offsets[i].only_markers_left = markers_only.contains(&offsets[i].partition);
+    }
+    Ok(())
 }
 
 fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>> {

@@ -183,3 +183,42 @@ fn chrono_now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_read_a_transactional_topic_to_its_end_has_no_lag() {
+    let config = config();
+    let topic = format!("test.groups.tx.{}", uuid::Uuid::new_v4());
+    let group = format!("test-groups-tx-{}", uuid::Uuid::new_v4());
+    ensure_topics(&config, &[TopicSpec::new(&topic, 1)])
+        .await
+        .unwrap();
+    let tx = labstream_bus::TransactionalProducer::new(
+        &config,
+        &format!("test-groups-tx-{}", uuid::Uuid::new_v4()),
+    )
+    .unwrap();
+    tx.begin().unwrap();
+    for i in 0..5 {
+        tx.send(&topic, b"k", format!("r{i}").as_bytes()).unwrap();
+    }
+    tx.commit_without_offsets().unwrap();
+
+    let admin = GroupAdmin::new(&config, &group).unwrap();
+    let consumer = BatchConsumer::new(&config, &group, &[&topic]).unwrap();
+    let records = consume_all(&consumer, 5).await;
+    consumer.commit(&records).await.unwrap();
+    let offsets = admin.offsets(&topic).await.unwrap();
+    // 5 records and the commit marker: the end is past the committed offset...
+    assert_eq!((offsets[0].committed, offsets[0].end), (Some(5), 6));
+    // ...but nothing is left to read.
+    assert!(offsets[0].only_markers_left);
+    assert_eq!(offsets[0].lag(), 0);
+
+    // A record after the marker is lag again.
+    tx.begin().unwrap();
+    tx.send(&topic, b"k", b"r5").unwrap();
+    tx.commit_without_offsets().unwrap();
+    let offsets = admin.offsets(&topic).await.unwrap();
+    assert!(!offsets[0].only_markers_left);
+    assert_eq!(offsets[0].lag(), 3); // the old marker, the record, its marker
+}
