@@ -28,8 +28,8 @@ pub(crate) struct ReplayArgs {
     /// The consumer group to move, e.g. labstream-sink-mongo (`labstream lag` lists them).
     #[arg(long)]
     group: String,
-    /// Where to move it: an RFC 3339 time (the first record at or after it; partitions
-    /// without one go to their end), `earliest` or `latest`.
+    /// Where to move it: an RFC 3339 time or a duration ago such as `90m` (the first
+    /// record at or after it; partitions without one go to their end), `earliest` or `latest`.
     #[arg(long)]
     to: String,
     /// The topic (default: the one the group's role reads, from the settings).
@@ -209,13 +209,21 @@ fn parse_target(to: &str) -> anyhow::Result<ResetTarget> {
     match to.trim().to_ascii_lowercase().as_str() {
         "earliest" => Ok(ResetTarget::Earliest),
         "latest" => Ok(ResetTarget::Latest),
-        _ => chrono::DateTime::parse_from_rfc3339(to.trim())
-            .map(|t| ResetTarget::Time(t.timestamp_millis()))
-            .with_context(|| {
-                format!(
-                    "--to {to:?} is not an RFC 3339 time (e.g. 2026-11-23T09:30:00Z), earliest or latest"
-                )
-            }),
+        _ => {
+            if let Ok(ago) = humantime::parse_duration(to.trim()) {
+                let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
+                return Ok(ResetTarget::Time(
+                    chrono::Utc::now().timestamp_millis().saturating_sub(ago),
+                ));
+            }
+            chrono::DateTime::parse_from_rfc3339(to.trim())
+                .map(|t| ResetTarget::Time(t.timestamp_millis()))
+                .with_context(|| {
+                    format!(
+                        "--to {to:?} is not an RFC 3339 time (e.g. 2026-11-23T09:30:00Z), a duration ago (e.g. 90m), earliest or latest"
+                    )
+                })
+        }
     }
 }
 
@@ -258,9 +266,12 @@ pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Res
         members_line(&described)
     );
     match target {
-        ResetTarget::Time(_) => println!(
+        ResetTarget::Time(ms) => println!(
             "to {}: the first record at or after it in each partition (the end where there is none)",
-            args.to.trim()
+            chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+                || args.to.clone(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            )
         ),
         ResetTarget::Earliest => println!("to earliest: the oldest record still in each partition"),
         ResetTarget::Latest => {
@@ -331,5 +342,10 @@ mod tests {
             ResetTarget::Time(1_795_392_000_000)
         );
         assert!(format!("{:#}", parse_target("yesterday").unwrap_err()).contains("RFC 3339"));
+        let ResetTarget::Time(ms) = parse_target("90m").unwrap() else {
+            panic!("a duration is a time ago")
+        };
+        let ago = chrono::Utc::now().timestamp_millis() - ms;
+        assert!((5_400_000..5_410_000).contains(&ago), "{ago}");
     }
 }
