@@ -341,7 +341,9 @@ fn mark_marker_tails(
                 open.remove(&m.partition());
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                if open.remove(&p) {
+                // EOF of a partition already decided (a record came first) changes nothing.
+                let undecided = open.remove(&p);
+                if undecided {
                     markers_only.insert(p);
                 }
             }
