@@ -125,6 +125,7 @@ pub(crate) struct RegistrySettings {
 pub(crate) struct SinksSettings {
     pub(crate) mongo: MongoSinkConfig,
     pub(crate) lake: LakeSinkConfig,
+    pub(crate) alerts: labstream_processors::alerts::lake::AlertsLakeConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

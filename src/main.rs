@@ -92,6 +92,8 @@ enum SinkKind {
     Mongo,
     /// Samples into the Parquet lake, with scheduled compaction ([compaction]).
     Lake,
+    /// Alert events into the lake's `alerts` table.
+    Alerts,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -248,6 +250,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 SinkKind::Lake => serve::Roles {
                     lake_sink: true,
                     compaction: settings.compaction.enabled,
+                    ..Default::default()
+                },
+                SinkKind::Alerts => serve::Roles {
+                    alerts_lake: true,
                     ..Default::default()
                 },
             };

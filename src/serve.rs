@@ -30,6 +30,7 @@ pub(crate) struct Roles {
     pub(crate) enrichment: bool,
     pub(crate) alerts_processor: bool,
     pub(crate) webhooks: bool,
+    pub(crate) alerts_lake: bool,
 }
 
 impl Roles {
@@ -45,6 +46,7 @@ impl Roles {
             alerts_processor: settings.processors.alerts.enabled,
             webhooks: settings.processors.webhooks.enabled
                 && !settings.processors.webhooks.targets.is_empty(),
+            alerts_lake: settings.sinks.alerts.enabled,
         }
     }
 }
@@ -225,6 +227,18 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         tasks.push((
             "alerts",
             tokio::spawn(async move { Ok(processor.run(c).await?) }),
+        ));
+    }
+    if roles.alerts_lake {
+        let writer = settings
+            .sinks
+            .alerts
+            .build(kafka, settings.lake.path.clone())
+            .context("starting the alerts lake writer")?;
+        let c = cancel.clone();
+        tasks.push((
+            "sink-alerts",
+            tokio::spawn(async move { Ok(writer.run(c).await?) }),
         ));
     }
     if roles.webhooks {

@@ -296,6 +296,20 @@ async fn a_rule_created_through_the_api_fires_and_resolves_once_on_kafka_and_sse
         "filtered out"
     );
 
+    // The alerts table of the lake has both, once.
+    let rows = stack
+        .query_until_rows(
+            "SELECT event_id, status, value, threshold, severity, labels, date FROM alerts WHERE rule_id = 'warm' ORDER BY sequence",
+            2,
+        )
+        .await;
+    assert_eq!(rows[0]["event_id"], "warm/freezer-1/1");
+    assert_eq!(rows[0]["status"], "firing");
+    assert_eq!(rows[0]["value"], 10.0);
+    assert_eq!(rows[0]["labels"], r#"{"room":"lab-2"}"#);
+    assert_eq!(rows[1]["status"], "resolved");
+    assert_eq!(rows[1]["value"], 3.0);
+
     // A client that saw the firing event resumes with exactly the rest.
     let mut resumed = Sse::open(&stack, "", &reader, Some("warm/freezer-1/1")).await;
     let next = resumed

@@ -7,7 +7,8 @@
 //! `max_concurrent` run at once. Files are listed through `LakeStore`, which shows only
 //! live lake files: a query racing compaction reads every row exactly once. The
 //! `experiments` and `recordings` tables come from the files the experiments processor
-//! keeps in `<lake>/experiments/` (empty, with their columns, until it wrote them).
+//! keeps in `<lake>/experiments/` (empty, with their columns, until it wrote them), the
+//! `alerts` table from `<lake>/alerts/date=.../` (partitioned by `date` like the samples).
 
 use crate::config::{QueryConfig, human_bytes};
 use crate::error::{Error, Result};
@@ -26,7 +27,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use labstream_schemas::lake_tables::{
-    EXPERIMENTS_TABLE, RECORDINGS_TABLE, experiments_schema, recordings_schema, table_file,
+    ALERTS_DIR, ALERTS_TABLE, EXPERIMENTS_TABLE, RECORDINGS_TABLE, alerts_schema,
+    experiments_schema, recordings_schema, table_file,
 };
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -159,6 +161,7 @@ impl QueryEngine {
             };
             registered.map_err(|e| Error::Internal(format!("registering {name}: {e}")))?;
         }
+        register_alerts(&ctx, &self.lake).await?;
         Ok(ctx)
     }
 
@@ -274,4 +277,34 @@ fn holds_parquet(dir: &Path) -> bool {
             p.extension().is_some_and(|x| x == "parquet")
         }
     })
+}
+
+/// The `alerts` table: the alerts lake writer's files, or no rows (with the columns)
+/// before it wrote any.
+async fn register_alerts(ctx: &SessionContext, lake: &Path) -> Result<()> {
+    let dir = lake.join(ALERTS_DIR);
+    // Temporary files start with '.', and hold no row yet.
+    let has_files = holds_parquet(&dir);
+    let registered = if has_files {
+        let options = ParquetReadOptions::default()
+            .table_partition_cols(vec![("date".to_owned(), DataType::Date32)]);
+        let url = format!("{}/", dir.display());
+        ctx.register_parquet(ALERTS_TABLE, url.as_str(), options)
+            .await
+    } else {
+        let mut fields: Vec<arrow::datatypes::Field> = alerts_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(arrow::datatypes::Field::new(
+            "date",
+            DataType::Date32,
+            false,
+        ));
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        MemTable::try_new(schema, vec![vec![]])
+            .and_then(|t| ctx.register_table(ALERTS_TABLE, Arc::new(t)).map(|_| ()))
+    };
+    registered.map_err(|e| Error::Internal(format!("registering {ALERTS_TABLE}: {e}")))
 }

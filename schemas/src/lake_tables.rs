@@ -4,6 +4,8 @@
 //! them next to the sample tables, and `labstream export` takes an experiment's metadata
 //! from them, so neither needs Kafka. Each experiments row also carries the whole state
 //! as JSON (`state`), exactly as `GET /v1/experiments/{id}` serves it.
+//! The `alerts` table (one row per alert transition) is described here too; the alerts
+//! lake writer appends its files, named by the Kafka offsets they hold.
 
 use crate::experiment::ExperimentState;
 use arrow::array::{
@@ -149,6 +151,114 @@ pub fn recordings_batch<'a>(
     cols.push(Arc::new(started.finish()));
     cols.push(Arc::new(stopped.finish()));
     RecordBatch::try_new(recordings_schema(), cols)
+}
+
+/// Folder of the `alerts` table inside the lake: `<lake>/alerts/date=YYYY-MM-DD/part-*.parquet`
+/// (the date the alerts were emitted), written by the alerts lake writer.
+pub const ALERTS_DIR: &str = "alerts";
+pub const ALERTS_TABLE: &str = "alerts";
+
+/// One row per alert transition (the `AlertEvent`s of every `alerts.<name>` topic);
+/// `labels` is a JSON object, `topic` the Kafka topic it came from.
+pub fn alerts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("sequence", DataType::Int64, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rule_id", DataType::Utf8, false),
+        Field::new("rule_name", DataType::Utf8, false),
+        Field::new("rule_revision", DataType::Int64, false),
+        Field::new("sensor_id", DataType::Utf8, false),
+        Field::new("sensor_type", DataType::Utf8, false),
+        Field::new("field", DataType::Utf8, true),
+        Field::new("condition", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("threshold", DataType::Float64, true),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("labels", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, false),
+        Field::new("ts", timestamp_type(), false),
+        Field::new("since", timestamp_type(), false),
+        Field::new("emitted_at", timestamp_type(), false),
+        Field::new("topic", DataType::Utf8, false),
+    ]))
+}
+
+/// The rows of `(topic, event)` pairs.
+pub fn alerts_batch<'a>(
+    events: impl IntoIterator<Item = (&'a str, &'a crate::AlertEvent)>,
+) -> Result<RecordBatch, ArrowError> {
+    use arrow::array::Float64Builder;
+    let mut text: [StringBuilder; 12] = Default::default();
+    let mut longs: [Int64Builder; 2] = Default::default();
+    let mut doubles: [Float64Builder; 2] = Default::default();
+    let mut times = [
+        utc(TimestampMicrosecondBuilder::new()),
+        utc(TimestampMicrosecondBuilder::new()),
+        utc(TimestampMicrosecondBuilder::new()),
+    ];
+    for (topic, e) in events {
+        text[0].append_value(&e.event_id);
+        longs[0].append_value(e.sequence);
+        text[1].append_value(e.status.as_str());
+        text[2].append_value(e.rule_id.as_str());
+        text[3].append_value(&e.rule_name);
+        longs[1].append_value(e.rule_revision);
+        text[4].append_value(e.sensor_id.as_str());
+        text[5].append_value(e.sensor_type.as_str());
+        text[6].append_option(e.field.as_deref());
+        text[7].append_value(&e.condition);
+        doubles[0].append_option(e.value);
+        doubles[1].append_option(e.threshold);
+        text[8].append_value(e.severity.as_str());
+        text[9].append_value(serde_json::to_string(&e.labels).unwrap_or_default());
+        text[10].append_value(&e.message);
+        times[0].append_value(e.ts.as_micros());
+        times[1].append_value(e.since.as_micros());
+        times[2].append_value(e.emitted_at.as_micros());
+        text[11].append_value(topic);
+    }
+    let [
+        event_id,
+        status,
+        rule_id,
+        rule_name,
+        sensor_id,
+        sensor_type,
+        field,
+        condition,
+        severity,
+        labels,
+        message,
+        topic,
+    ] = text.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let [sequence, rule_revision] = longs.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let [value, threshold] = doubles.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let [ts, since, emitted_at] = times.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    RecordBatch::try_new(
+        alerts_schema(),
+        vec![
+            event_id,
+            sequence,
+            status,
+            rule_id,
+            rule_name,
+            rule_revision,
+            sensor_id,
+            sensor_type,
+            field,
+            condition,
+            value,
+            threshold,
+            severity,
+            labels,
+            message,
+            ts,
+            since,
+            emitted_at,
+            topic,
+        ],
+    )
 }
 
 #[cfg(test)]

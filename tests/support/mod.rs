@@ -90,6 +90,18 @@ impl TestStack {
                 format!("t{id}-alerts"),
             ),
             (
+                "LABSTREAM__PROCESSORS__WEBHOOKS__GROUP_ID".to_owned(),
+                format!("t{id}-webhooks"),
+            ),
+            (
+                "LABSTREAM__SINKS__ALERTS__GROUP_ID".to_owned(),
+                format!("t{id}-alerts-lake"),
+            ),
+            (
+                "LABSTREAM__SINKS__ALERTS__FLUSH_INTERVAL".to_owned(),
+                "500ms".to_owned(),
+            ),
+            (
                 "LABSTREAM__PROCESSORS__INSTANCE_ID".to_owned(),
                 format!("t{id}"),
             ),

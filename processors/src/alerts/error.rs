@@ -21,6 +21,8 @@ pub enum Error {
     Kafka(#[from] labstream_bus::Error),
     #[error("invalid alerts settings: {0}")]
     Config(String),
+    #[error("writing the alerts table of the lake failed: {0}")]
+    Lake(String),
 }
 
 impl Error {

@@ -7,11 +7,11 @@
 //! transition and target (short of a crash between the target's answer and the record).
 
 use crate::alerts::error::{Error, Result};
+use crate::alerts::topics::alert_topics;
 use labstream_bus::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use labstream_bus::rdkafka::message::Message;
 use labstream_bus::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use labstream_bus::{KafkaConfig, LogReader, Producer, TopicSpec};
-use labstream_schemas::alert_rule::is_rule_topic;
 use labstream_schemas::{AlertEvent, AlertStatus, Codec, Severity, Timestamp, Topics};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -262,20 +262,7 @@ impl Webhooks {
 
     /// Subscribes to the alert topics when their set changed.
     fn follow_topics(&self, subscribed: &mut BTreeSet<String>) -> Result<()> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(None, Duration::from_secs(10))
-            .map_err(|e| Error::Kafka(labstream_bus::Error::Consume(e)))?;
-        let now: BTreeSet<String> = metadata
-            .topics()
-            .iter()
-            .filter(|t| {
-                t.name()
-                    .strip_prefix(&self.prefix)
-                    .is_some_and(is_rule_topic)
-            })
-            .map(|t| t.name().to_owned())
-            .collect();
+        let now = alert_topics(&self.consumer, &self.prefix)?;
         if now != *subscribed && !now.is_empty() {
             let list: Vec<&str> = now.iter().map(String::as_str).collect();
             self.consumer
