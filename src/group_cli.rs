@@ -6,6 +6,7 @@ use crate::config::Settings;
 use anyhow::{Context, bail};
 use labstream_bus::{GroupAdmin, GroupDescription, OffsetMove, ResetTarget};
 use labstream_schemas::Topics;
+use labstream_schemas::alert_rule::is_rule_topic;
 use labstream_sinks::lake::LakeSource;
 use std::time::Duration;
 
@@ -40,13 +41,19 @@ pub(crate) struct ReplayArgs {
     execute: bool,
 }
 
-/// A consumer group labstream runs, and the topic it reads.
+/// A consumer group labstream runs, and what it reads.
 struct KnownGroup {
     role: &'static str,
     /// The command whose processes are the group's members.
     command: &'static str,
     group: String,
-    topic: String,
+    reads: Reads,
+}
+
+enum Reads {
+    Topic(String),
+    /// Every `<prefix>alerts.<name>` topic of a rule (they come and go with the rules).
+    AlertTopics,
 }
 
 fn known_groups(settings: &Settings) -> Vec<KnownGroup> {
@@ -56,42 +63,80 @@ fn known_groups(settings: &Settings) -> Vec<KnownGroup> {
             role: "sinks.mongo",
             command: "labstream sink mongo",
             group: settings.sinks.mongo.group_id.clone(),
-            topic: topics.samples_raw(),
+            reads: Reads::Topic(topics.samples_raw()),
         },
         KnownGroup {
             role: "sinks.lake",
             command: "labstream sink lake",
             group: settings.sinks.lake.group_id.clone(),
-            topic: match settings.sinks.lake.source {
+            reads: Reads::Topic(match settings.sinks.lake.source {
                 LakeSource::Enriched => topics.samples_enriched(),
                 LakeSource::Raw => topics.samples_raw(),
-            },
+            }),
         },
         KnownGroup {
             role: "processors.enrichment",
             command: "labstream process enrichment",
             group: settings.processors.enrichment.group_id.clone(),
-            topic: topics.samples_raw(),
+            reads: Reads::Topic(topics.samples_raw()),
         },
         KnownGroup {
             role: "processors.alerts",
             command: "labstream process alerts",
             group: settings.processors.alerts.group_id.clone(),
-            topic: topics.samples_raw(),
+            reads: Reads::Topic(topics.samples_raw()),
+        },
+        KnownGroup {
+            role: "sinks.alerts",
+            command: "labstream sink alerts",
+            group: settings.sinks.alerts.group_id.clone(),
+            reads: Reads::AlertTopics,
+        },
+        KnownGroup {
+            role: "processors.webhooks",
+            command: "labstream process webhooks",
+            group: settings.processors.webhooks.group_id.clone(),
+            reads: Reads::AlertTopics,
         },
     ]
 }
 
-fn topic_of(settings: &Settings, group: &str, topic: Option<String>) -> anyhow::Result<String> {
+/// The topics `group` reads: `--topic`, or what its role reads according to the settings.
+async fn topics_of(
+    settings: &Settings,
+    admin: &GroupAdmin,
+    group: &str,
+    topic: Option<String>,
+) -> anyhow::Result<Vec<String>> {
     if let Some(t) = topic {
-        return Ok(t);
+        return Ok(vec![t]);
     }
     let known = known_groups(settings);
-    match known.iter().find(|k| k.group == group) {
-        Some(k) => Ok(k.topic.clone()),
+    match known.into_iter().find(|k| k.group == group) {
+        Some(KnownGroup {
+            reads: Reads::Topic(t),
+            ..
+        }) => Ok(vec![t]),
+        Some(KnownGroup {
+            reads: Reads::AlertTopics,
+            ..
+        }) => {
+            let prefix = Topics::new(&settings.kafka.topic_prefix).alerts_topic("");
+            let mut topics: Vec<String> = admin
+                .topics()
+                .await?
+                .into_iter()
+                .filter(|t| {
+                    t.strip_prefix(&prefix)
+                        .is_some_and(|name| !name.is_empty() && is_rule_topic(name))
+                })
+                .collect();
+            topics.sort();
+            Ok(topics)
+        }
         None => bail!(
             "{group} is not one of labstream's consumer groups in these settings ({}); name its topic with --topic",
-            known
+            known_groups(settings)
                 .iter()
                 .map(|k| k.group.as_str())
                 .collect::<Vec<_>>()
@@ -128,18 +173,17 @@ fn state_name(d: &GroupDescription) -> &str {
 
 pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()> {
     connect(settings).await?;
-    let groups: Vec<(String, String, String)> = match args.group {
+    let groups: Vec<(&'static str, String, Option<String>)> = match args.group {
         Some(g) => {
-            let topic = topic_of(settings, &g, args.topic)?;
             let role = known_groups(settings)
                 .into_iter()
                 .find(|k| k.group == g)
                 .map_or("", |k| k.role);
-            vec![(role.to_owned(), g, topic)]
+            vec![(role, g, args.topic)]
         }
         None => known_groups(settings)
             .into_iter()
-            .map(|k| (k.role.to_owned(), k.group, k.topic))
+            .map(|k| (k.role, k.group, None))
             .collect(),
     };
     println!(
@@ -148,36 +192,52 @@ pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()
     );
     let mut summaries = Vec::new();
     for (role, group, topic) in groups {
-        let admin = GroupAdmin::new(&settings.kafka, &group)?;
-        let described = admin.describe().await?;
-        let offsets = match admin.offsets(&topic).await {
-            Ok(o) => o,
-            Err(e) => {
-                summaries.push(format!("{group} ({role}): {e}"));
-                continue;
-            }
-        };
-        let mut total = 0;
-        for p in &offsets {
-            total += p.lag();
-            println!(
-                "{:<32} {:<28} {:>9} {:>12} {:>12} {:>10}",
-                group,
-                topic,
-                p.partition,
-                p.committed
-                    .map_or_else(|| "-".to_owned(), |c| c.to_string()),
-                p.end,
-                p.lag()
-            );
-        }
         let role = if role.is_empty() {
             String::new()
         } else {
             format!(" ({role})")
         };
+        let admin = GroupAdmin::new(&settings.kafka, &group)?;
+        let described = admin.describe().await?;
+        let topics = topics_of(settings, &admin, &group, topic).await?;
+        if topics.is_empty() {
+            summaries.push(format!(
+                "{group}{role}: no topic to read yet, {}",
+                members_line(&described)
+            ));
+            continue;
+        }
+        let mut total = 0;
+        let mut problems = Vec::new();
+        for topic in &topics {
+            let offsets = match admin.offsets(topic).await {
+                Ok(o) => o,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            };
+            for p in &offsets {
+                total += p.lag();
+                println!(
+                    "{:<32} {:<28} {:>9} {:>12} {:>12} {:>10}",
+                    group,
+                    topic,
+                    p.partition,
+                    p.committed
+                        .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                    p.end,
+                    p.lag()
+                );
+            }
+        }
+        if problems.len() == topics.len() {
+            summaries.push(format!("{group}{role}: {}", problems.join("; ")));
+            continue;
+        }
         summaries.push(format!(
-            "{group}{role}: lag {total} on {topic}, {}",
+            "{group}{role}: lag {total} on {}, {}",
+            topics.join(", "),
             members_line(&described)
         ));
     }
@@ -196,6 +256,8 @@ fn rewrite_note(settings: &Settings, group: &str) -> Option<&'static str> {
             "the enrichment re-emits the replayed samples to samples.enriched under new offsets; \
              the lake sink stores them again until compaction merges the files holding both copies",
         )
+    } else if group == settings.processors.webhooks.group_id {
+        Some("webhook delivery posts the replayed alert events to the endpoints again")
     } else if group == settings.processors.alerts.group_id {
         Some(
             "the alerts processor evaluates the replayed samples again and may publish alert events again",
@@ -257,12 +319,19 @@ fn print_moves(moves: &[OffsetMove]) {
 pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
     let target = parse_target(&args.to)?;
     connect(settings).await?;
-    let topic = topic_of(settings, &args.group, args.topic)?;
     let admin = GroupAdmin::new(&settings.kafka, &args.group)?;
+    let topics = topics_of(settings, &admin, &args.group, args.topic.clone()).await?;
+    if topics.is_empty() {
+        bail!(
+            "group {} has no topic to read yet; nothing to move",
+            args.group
+        );
+    }
     let described = admin.describe().await?;
     println!(
-        "group {} on {topic}: {}",
+        "group {} on {}: {}",
         args.group,
+        topics.join(", "),
         members_line(&described)
     );
     match target {
@@ -278,8 +347,15 @@ pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Res
             println!("to latest: the end of each partition (nothing is read again)")
         }
     }
-    let moves = admin.plan_reset(&topic, target).await?;
-    print_moves(&moves);
+    let mut moves = Vec::new();
+    for topic in &topics {
+        let planned = admin.plan_reset(topic, target).await?;
+        if topics.len() > 1 {
+            println!("{topic}:");
+        }
+        print_moves(&planned);
+        moves.extend(planned);
+    }
     if let Some(note) = rewrite_note(settings, &args.group) {
         println!("note: {note}");
     }
@@ -311,20 +387,26 @@ pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Res
         .apply_reset(&moves)
         .await
         .context("moving the offsets")?;
-    let after = admin.offsets(&topic).await?;
-    for (m, a) in moves.iter().zip(&after) {
-        if a.committed != Some(m.target) {
-            bail!(
-                "partition {} of {topic} is at {:?} after the reset, not {}; a member may have joined meanwhile: stop it and run again",
-                m.partition,
-                a.committed,
-                m.target
-            );
+    for topic in &topics {
+        let after = admin.offsets(topic).await?;
+        for m in moves.iter().filter(|m| &m.topic == topic) {
+            let now = after
+                .iter()
+                .find(|a| a.partition == m.partition)
+                .and_then(|a| a.committed);
+            if now != Some(m.target) {
+                bail!(
+                    "partition {} of {topic} is at {now:?} after the reset, not {}; a member may have joined meanwhile: stop it and run again",
+                    m.partition,
+                    m.target
+                );
+            }
         }
     }
     println!(
-        "moved group {} on {topic}; start its workers to read from there",
-        args.group
+        "moved group {} on {}; start its workers to read from there",
+        args.group,
+        topics.join(", ")
     );
     Ok(())
 }

@@ -176,6 +176,22 @@ impl GroupAdmin {
         .await
     }
 
+    /// The names of every topic in the cluster (for groups that follow a family of
+    /// topics, such as the alert topics).
+    pub async fn topics(&self) -> Result<Vec<String>> {
+        let (c, timeout) = (self.consumer.clone(), self.timeout);
+        blocking(move || {
+            let metadata = c.fetch_metadata(None, timeout).map_err(Error::Consume)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| t.name().to_owned())
+                .collect())
+        })
+        .await
+    }
+
     /// Committed, oldest and end offset of every partition of `topic` for this group.
     pub async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>> {
         let (c, topic, timeout) = (self.consumer.clone(), topic.to_owned(), self.timeout);
