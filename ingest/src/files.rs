@@ -249,6 +249,38 @@ mod tests {
     }
 
     #[test]
+    fn gzip_files_are_read_decompressed() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("labstream-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gw.lp.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(b"power,sensor_id=p1 watts=1 1000000\npower,sensor_id=p1 watts=2 2000000\n")
+            .unwrap();
+        gz.finish().unwrap();
+        let format = FileFormat::detect(&path).unwrap();
+        assert_eq!(format, FileFormat::LineProtocol);
+        let registry = Registry::default_lab();
+        let v = Validator::new(&registry, Timestamp::from_micros(0));
+        let samples: Vec<Sample> = FileSamples::new(
+            open_file(&path).unwrap(),
+            format,
+            Precision::Ns,
+            "sensor_id",
+            &v,
+        )
+        .unwrap()
+        .map(|r| r.unwrap().1.unwrap())
+        .collect();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[1].ts.as_micros(), 2000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn formats_are_detected_from_the_name() {
         assert_eq!(
             FileFormat::detect(Path::new("a/b.jsonl.gz")),
