@@ -257,3 +257,43 @@ fn write_file(dir: &Path, name: &str, batch: &arrow::record_batch::RecordBatch) 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_already_in_the_lake_are_read_from_the_file_names() {
+        let lake = tempfile::tempdir().unwrap();
+        let root = lake.path().join(ALERTS_DIR);
+        assert!(written_offsets(&root).unwrap().is_empty());
+        for (date, part) in [
+            ("2026-11-22", ("p.alerts.freezers", 0, 0, 9)),
+            ("2026-11-23", ("p.alerts.freezers", 0, 10, 14)),
+            ("2026-11-23", ("p.alerts.freezers", 1, 0, 3)),
+        ] {
+            let dir = root.join(format!("date={date}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let name = PartFile {
+                topic: part.0.into(),
+                partition: part.1,
+                first_offset: part.2,
+                last_offset: part.3,
+            }
+            .file_name();
+            std::fs::write(dir.join(&name), b"").unwrap();
+            // A temporary file of a write that did not finish counts for nothing.
+            std::fs::write(dir.join(format!(".{name}.tmp")), b"").unwrap();
+        }
+        std::fs::write(
+            root.join("date=2026-11-23").join(
+                ".part-p.alerts.freezers-p1-00000000000000000004-00000000000000000099.parquet.tmp",
+            ),
+            b"",
+        )
+        .unwrap();
+        let written = written_offsets(&root).unwrap();
+        assert_eq!(written[&("p.alerts.freezers".to_owned(), 0)], 14);
+        assert_eq!(written[&("p.alerts.freezers".to_owned(), 1)], 3);
+    }
+}
