@@ -98,6 +98,9 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// `fetch.queue.backoff.ms` of every `BatchConsumer` (librdkafka's default is 1000).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 #[derive(Clone)]
 pub struct BatchConsumer {
     inner: Arc<StreamConsumer<GroupContext>>,
@@ -119,7 +122,12 @@ impl BatchConsumer {
             // A crashed member holds its partitions until its session times out; keep
             // that short so a restarted sink resumes within seconds, not 45 s.
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "2000");
+            .set("heartbeat.interval.ms", "2000")
+            // librdkafka pauses fetching for this long once its local queue is over its
+            // thresholds (default 1 s). A reader that drains the queue faster than that
+            // then idles with nothing to read: throughput and latency both suffer.
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+        // Applied last, so `[kafka.librdkafka]` can override any of the above.
         for (k, v) in &config.librdkafka {
             client.set(k, v);
         }

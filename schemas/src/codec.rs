@@ -82,6 +82,121 @@ pub trait AvroRecord: Sized {
     const NAME: &'static str;
     fn to_avro(&self) -> Value;
     fn from_avro(value: Value) -> Result<Self>;
+    /// A hand-written decoder of a body written with the *current* schema version,
+    /// for hot paths; `None` (the default) means "use the generic resolver". Must give
+    /// exactly what `from_avro` of the generic decoding gives.
+    fn decode_current(_body: &[u8]) -> Option<Result<Self>> {
+        None
+    }
+}
+
+/// Reads the Avro binary encoding of a body, for the hand-written decoders of hot
+/// records (`AvroRecord::decode_current`). Errors name `record`.
+pub(crate) struct BodyReader<'a> {
+    bytes: &'a [u8],
+    record: &'static str,
+}
+
+impl<'a> BodyReader<'a> {
+    pub(crate) fn new(bytes: &'a [u8], record: &'static str) -> Self {
+        Self { bytes, record }
+    }
+
+    fn truncated(&self) -> Error {
+        Error::shape(self.record, "the body ends in the middle of a value")
+    }
+
+    /// A zigzag varint `long` (also `int`, union indexes, lengths and block counts).
+    pub(crate) fn long(&mut self) -> Result<i64> {
+        let mut value: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let (&b, rest) = self.bytes.split_first().ok_or_else(|| self.truncated())?;
+            self.bytes = rest;
+            if shift >= 64 {
+                return Err(Error::shape(self.record, "a varint longer than 10 bytes"));
+            }
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+    }
+
+    pub(crate) fn double(&mut self) -> Result<f64> {
+        let Some((head, rest)) = self.bytes.split_first_chunk::<8>() else {
+            return Err(self.truncated());
+        };
+        self.bytes = rest;
+        Ok(f64::from_le_bytes(*head))
+    }
+
+    pub(crate) fn boolean(&mut self) -> Result<bool> {
+        let (&b, rest) = self.bytes.split_first().ok_or_else(|| self.truncated())?;
+        self.bytes = rest;
+        match b {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(Error::shape(self.record, format!("boolean byte {other}"))),
+        }
+    }
+
+    pub(crate) fn str(&mut self) -> Result<&'a str> {
+        let len = self.long()?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::shape(self.record, format!("negative string length {len}")))?;
+        if len > self.bytes.len() {
+            return Err(self.truncated());
+        }
+        let (head, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        std::str::from_utf8(head)
+            .map_err(|e| Error::shape(self.record, format!("a string is not UTF-8: {e}")))
+    }
+
+    pub(crate) fn string(&mut self) -> Result<String> {
+        self.str().map(str::to_owned)
+    }
+
+    /// A union branch index below `branches`.
+    pub(crate) fn union_index(&mut self, branches: i64) -> Result<i64> {
+        let i = self.long()?;
+        if !(0..branches).contains(&i) {
+            return Err(Error::shape(self.record, format!("union branch {i}")));
+        }
+        Ok(i)
+    }
+
+    /// `["null", "string"]`.
+    pub(crate) fn optional_string(&mut self) -> Result<Option<String>> {
+        Ok(match self.union_index(2)? {
+            0 => None,
+            _ => Some(self.string()?),
+        })
+    }
+
+    /// A map: calls `entry(key, reader)` for each entry, which must read the value.
+    pub(crate) fn map(
+        &mut self,
+        mut entry: impl FnMut(String, &mut Self) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            let mut count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                count = count.checked_neg().ok_or_else(|| self.truncated())?;
+                let _block_bytes = self.long()?;
+            }
+            for _ in 0..count {
+                let key = self.string()?;
+                entry(key, self)?;
+            }
+        }
+    }
 }
 
 /// One version of one record schema.
@@ -216,8 +331,13 @@ impl Codec {
                 format!("message holds a {}, not a {}", writer.name, T::NAME),
             ));
         }
-        let reader_schema = (writer.fingerprint != reader.fingerprint).then_some(&reader.schema);
         let mut body = &bytes[HEADER_LEN..];
+        if writer.fingerprint == reader.fingerprint
+            && let Some(decoded) = T::decode_current(body)
+        {
+            return decoded;
+        }
+        let reader_schema = (writer.fingerprint != reader.fingerprint).then_some(&reader.schema);
         let value = apache_avro::from_avro_datum(&writer.schema, &mut body, reader_schema)
             .map_err(|e| Error::avro("decode", e))?;
         T::from_avro(value)
@@ -330,6 +450,74 @@ mod tests {
         ]
     }
 
+    /// What the generic resolver makes of a body written with the current schema.
+    fn generic<T: AvroRecord>(codec: &Codec, bytes: &[u8]) -> Result<T> {
+        let writer = codec.writer_schema(T::NAME).unwrap();
+        let mut body = &bytes[HEADER_LEN..];
+        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, None)
+            .map_err(|e| Error::avro("decode", e))?;
+        T::from_avro(value)
+    }
+
+    #[test]
+    fn fast_decoder_reads_maps_in_sized_blocks() {
+        // values: one block of -1 entries with its byte size, then the end of the map.
+        let mut body = Vec::new();
+        let long = |out: &mut Vec<u8>, v: i64| {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            while z >= 0x80 {
+                out.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            out.push(z as u8);
+        };
+        let string = |out: &mut Vec<u8>, s: &str| {
+            long(out, s.len() as i64);
+            out.extend_from_slice(s.as_bytes());
+        };
+        string(&mut body, "door-3");
+        string(&mut body, "door");
+        long(&mut body, 1_795_428_000_123_000);
+        long(&mut body, 1);
+        long(&mut body, 7);
+        long(&mut body, -1);
+        long(&mut body, 7);
+        string(&mut body, "open");
+        long(&mut body, 2);
+        body.push(1);
+        long(&mut body, 0);
+        long(&mut body, 1);
+        string(&mut body, "room");
+        string(&mut body, "lab-2");
+        long(&mut body, 0);
+        long(&mut body, 1_795_428_000_200_000);
+        let decoded = Sample::decode_current(&body).unwrap().unwrap();
+        assert_eq!(decoded, sample());
+        let codec = Codec::new();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(
+            &codec
+                .writer_schema(Sample::NAME)
+                .unwrap()
+                .fingerprint
+                .to_le_bytes(),
+        );
+        bytes.extend_from_slice(&body);
+        assert_eq!(generic::<Sample>(&codec, &bytes).unwrap(), decoded);
+    }
+
+    #[test]
+    fn fast_decoder_refuses_truncated_bodies() {
+        let codec = Codec::new();
+        let bytes = codec.encode(&sample()).unwrap();
+        for end in HEADER_LEN..bytes.len() {
+            assert!(
+                codec.decode::<Sample>(&bytes[..end]).is_err(),
+                "cut at {end}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn any_sample_round_trips(
@@ -350,7 +538,67 @@ mod tests {
                 tags,
                 received_at: Timestamp::from_micros(received_at),
             };
-            prop_assert_eq!(codec.decode::<Sample>(&codec.encode(&s).unwrap()).unwrap(), s);
+            let bytes = codec.encode(&s).unwrap();
+            prop_assert_eq!(generic::<Sample>(&codec, &bytes).unwrap(), s.clone());
+            prop_assert_eq!(codec.decode::<Sample>(&bytes).unwrap(), s);
+        }
+
+        /// The hand-written decoder gives exactly what the generic resolver gives.
+        #[test]
+        fn fast_decoder_equals_the_generic_one(
+            sensor_id in ".{0,16}",
+            sensor_type in "[a-z]{1,8}",
+            ts in any::<i64>(),
+            seq in proptest::option::of(any::<i64>()),
+            values in proptest::collection::btree_map(".{0,8}", field_value(), 0..8),
+            tags in proptest::collection::btree_map(".{0,6}", ".{0,10}", 0..4),
+            received_at in any::<i64>(),
+            context in proptest::option::of(proptest::collection::vec(".{0,12}", 4)),
+        ) {
+            use crate::experiment::{EnrichedSample, RecordingContext};
+            let codec = Codec::new();
+            let sample = Sample {
+                sensor_id: SensorId::new(sensor_id),
+                sensor_type: SensorType::new(sensor_type),
+                ts: Timestamp::from_micros(ts),
+                seq,
+                values,
+                tags,
+                received_at: Timestamp::from_micros(received_at),
+            };
+            let bytes = codec.encode(&sample).unwrap();
+            let fast = Sample::decode_current(&bytes[HEADER_LEN..]).unwrap().unwrap();
+            prop_assert_eq!(&fast, &generic::<Sample>(&codec, &bytes).unwrap());
+            prop_assert_eq!(&fast, &sample);
+            let enriched = EnrichedSample {
+                sample,
+                context: context.map(|c| RecordingContext {
+                    experiment_id: c[0].clone().into(),
+                    recording_id: c[1].clone().into(),
+                    participant_id: c[2].clone().into(),
+                    task_id: c[3].clone().into(),
+                }),
+            };
+            let bytes = codec.encode(&enriched).unwrap();
+            let fast = EnrichedSample::decode_current(&bytes[HEADER_LEN..]).unwrap().unwrap();
+            prop_assert_eq!(&fast, &generic::<EnrichedSample>(&codec, &bytes).unwrap());
+            prop_assert_eq!(&fast, &enriched);
+        }
+
+        /// On arbitrary bytes the two agree: the same value, or both refuse.
+        #[test]
+        fn fast_decoder_agrees_on_garbage(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let codec = Codec::new();
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&codec.writer_schema(Sample::NAME).unwrap().fingerprint.to_le_bytes());
+            bytes.extend_from_slice(&body);
+            let fast = Sample::decode_current(&body).unwrap();
+            let slow = generic::<Sample>(&codec, &bytes);
+            match (fast, slow) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "fast {:?} generic {:?}", a, b),
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The `Sample` record: one sensor reading as ingest accepted it.
 
-use crate::codec::AvroRecord;
+use crate::codec::{AvroRecord, BodyReader};
 use crate::error::{Error, Result};
 use crate::ids::{SensorId, SensorType};
 use apache_avro::types::Value;
@@ -179,6 +179,11 @@ impl AvroRecord for Sample {
         ])
     }
 
+    fn decode_current(body: &[u8]) -> Option<Result<Self>> {
+        let mut r = BodyReader::new(body, "Sample");
+        Some(read_sample_fields(&mut r))
+    }
+
     fn from_avro(value: Value) -> Result<Self> {
         let Value::Record(fields) = value else {
             return Err(Error::shape("Sample", "not a record"));
@@ -245,4 +250,43 @@ fn timestamp(v: Value) -> Result<Timestamp> {
         Value::TimestampMillis(t) => Ok(Timestamp::from_micros(t.saturating_mul(1000))),
         other => Err(Error::shape("Sample", format!("timestamp {other:?}"))),
     }
+}
+
+/// The fields of the current `Sample` schema (also the first fields of
+/// `EnrichedSample`), read straight from the Avro body in schema order.
+pub(crate) fn read_sample_fields(r: &mut BodyReader<'_>) -> Result<Sample> {
+    let sensor_id = SensorId::new(r.str()?);
+    let sensor_type = SensorType::new(r.str()?);
+    let ts = Timestamp::from_micros(r.long()?);
+    let seq = match r.union_index(2)? {
+        0 => None,
+        _ => Some(r.long()?),
+    };
+    let mut values = BTreeMap::new();
+    r.map(|key, r| {
+        // ["double", "long", "boolean", "string"]
+        let value = match r.union_index(4)? {
+            0 => FieldValue::Double(r.double()?),
+            1 => FieldValue::Long(r.long()?),
+            2 => FieldValue::Bool(r.boolean()?),
+            _ => FieldValue::Str(r.string()?),
+        };
+        values.insert(key, value);
+        Ok(())
+    })?;
+    let mut tags = BTreeMap::new();
+    r.map(|key, r| {
+        tags.insert(key, r.string()?);
+        Ok(())
+    })?;
+    let received_at = Timestamp::from_micros(r.long()?);
+    Ok(Sample {
+        sensor_id,
+        sensor_type,
+        ts,
+        seq,
+        values,
+        tags,
+        received_at,
+    })
 }

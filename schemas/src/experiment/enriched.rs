@@ -2,10 +2,10 @@
 //! it belongs to, if any. Same fields as `Sample` plus four nullable ones, so the lake
 //! gets them as columns.
 
-use crate::codec::AvroRecord;
+use crate::codec::{AvroRecord, BodyReader};
 use crate::error::{Error, Result};
 use crate::ids::{ExperimentId, ParticipantId, RecordingId, TaskId};
-use crate::sample::Sample;
+use crate::sample::{Sample, read_sample_fields};
 use apache_avro::types::Value;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +65,20 @@ impl AvroRecord for EnrichedSample {
         Value::Record(fields)
     }
 
+    fn decode_current(body: &[u8]) -> Option<Result<Self>> {
+        let mut r = BodyReader::new(body, "EnrichedSample");
+        Some(read_sample_fields(&mut r).and_then(|sample| {
+            let e = r.optional_string()?;
+            let rec = r.optional_string()?;
+            let p = r.optional_string()?;
+            let t = r.optional_string()?;
+            Ok(EnrichedSample {
+                sample,
+                context: recording_context(e, rec, p, t)?,
+            })
+        }))
+    }
+
     fn from_avro(value: Value) -> Result<Self> {
         let Value::Record(fields) = value else {
             return Err(Error::shape("EnrichedSample", "not a record"));
@@ -97,21 +111,30 @@ impl AvroRecord for EnrichedSample {
         }
         let sample = Sample::from_avro(Value::Record(rest))?;
         let [e, r, p, t] = context;
-        let context = match (e, r, p, t) {
-            (Some(e), Some(r), Some(p), Some(t)) => Some(RecordingContext {
-                experiment_id: e.into(),
-                recording_id: r.into(),
-                participant_id: p.into(),
-                task_id: t.into(),
-            }),
-            (None, None, None, None) => None,
-            _ => {
-                return Err(Error::shape(
-                    "EnrichedSample",
-                    "experiment_id, recording_id, participant_id and task_id must be all set or all null",
-                ));
-            }
-        };
-        Ok(EnrichedSample { sample, context })
+        Ok(EnrichedSample {
+            sample,
+            context: recording_context(e, r, p, t)?,
+        })
+    }
+}
+
+fn recording_context(
+    e: Option<String>,
+    r: Option<String>,
+    p: Option<String>,
+    t: Option<String>,
+) -> Result<Option<RecordingContext>> {
+    match (e, r, p, t) {
+        (Some(e), Some(r), Some(p), Some(t)) => Ok(Some(RecordingContext {
+            experiment_id: e.into(),
+            recording_id: r.into(),
+            participant_id: p.into(),
+            task_id: t.into(),
+        })),
+        (None, None, None, None) => Ok(None),
+        _ => Err(Error::shape(
+            "EnrichedSample",
+            "experiment_id, recording_id, participant_id and task_id must be all set or all null",
+        )),
     }
 }

@@ -8,6 +8,7 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, MapFieldNames,
     StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use labstream_schemas::experiment::EnrichedSample;
@@ -167,4 +168,269 @@ pub fn to_record_batch(
         columns.push(Arc::new(b.finish()));
     }
     RecordBatch::try_new(arrow_schema(spec), columns).map_err(|e| Error::Parquet(e.to_string()))
+}
+
+/// One registry field's column while rows are buffered.
+enum FieldColumn {
+    Double(Float64Builder),
+    Long(Int64Builder),
+    Boolean(BooleanBuilder),
+    String(StringBuilder),
+}
+
+/// Rows of one lake file, buffered column by column straight into Arrow builders: no
+/// `Sample` is kept, so buffering costs a few appends per row, the memory is the
+/// columns' bytes (counted as they are appended), and the flush only sorts and encodes.
+pub(crate) struct ColumnBuffer {
+    spec: SensorTypeSpec,
+    sensor_id: StringBuilder,
+    ts: TimestampMicrosecondBuilder,
+    seq: Int64Builder,
+    fields: Vec<FieldColumn>,
+    tags: MapBuilder<StringBuilder, StringBuilder>,
+    received_at: TimestampMicrosecondBuilder,
+    context: [StringBuilder; 4],
+    bytes: usize,
+}
+
+impl ColumnBuffer {
+    pub(crate) fn new(spec: &SensorTypeSpec) -> Self {
+        let fields = spec
+            .fields
+            .values()
+            .map(|f| match f.field_type {
+                FieldType::Double => FieldColumn::Double(Float64Builder::new()),
+                FieldType::Long => FieldColumn::Long(Int64Builder::new()),
+                FieldType::Boolean => FieldColumn::Boolean(BooleanBuilder::new()),
+                FieldType::String => FieldColumn::String(StringBuilder::new()),
+            })
+            .collect();
+        Self {
+            spec: spec.clone(),
+            sensor_id: StringBuilder::new(),
+            ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            seq: Int64Builder::new(),
+            fields,
+            tags: MapBuilder::new(
+                Some(MapFieldNames {
+                    entry: "key_value".into(),
+                    key: "key".into(),
+                    value: "value".into(),
+                }),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            ),
+            received_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            context: Default::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes the buffered columns hold: values, offsets and validity, as appended. The
+    /// builders grow by doubling, so what they have allocated is up to twice this.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn push(&mut self, e: &EnrichedSample) -> Result<()> {
+        let s = &e.sample;
+        // sensor_id (offset + bytes), ts, seq, received_at, tags offset, validity bits.
+        let mut bytes = 4 + s.sensor_id.as_str().len() + 8 + 8 + 8 + 4 + 1;
+        self.sensor_id.append_value(s.sensor_id.as_str());
+        self.ts.append_value(s.ts.as_micros());
+        self.seq.append_option(s.seq);
+        self.received_at.append_value(s.received_at.as_micros());
+        for ((name, _), column) in self.spec.fields.iter().zip(&mut self.fields) {
+            let value = s.values.get(name);
+            match column {
+                FieldColumn::Double(b) => {
+                    bytes += 8;
+                    b.append_option(match value {
+                        Some(FieldValue::Double(v)) => Some(*v),
+                        Some(FieldValue::Long(v)) => Some(*v as f64),
+                        _ => None,
+                    });
+                }
+                FieldColumn::Long(b) => {
+                    bytes += 8;
+                    b.append_option(match value {
+                        Some(FieldValue::Long(v)) => Some(*v),
+                        _ => None,
+                    });
+                }
+                FieldColumn::Boolean(b) => b.append_option(match value {
+                    Some(FieldValue::Bool(v)) => Some(*v),
+                    _ => None,
+                }),
+                FieldColumn::String(b) => match value {
+                    Some(FieldValue::Str(v)) => {
+                        bytes += 4 + v.len();
+                        b.append_value(v);
+                    }
+                    _ => {
+                        bytes += 4;
+                        b.append_null();
+                    }
+                },
+            }
+        }
+        for (k, v) in &s.tags {
+            bytes += 8 + k.len() + v.len();
+            self.tags.keys().append_value(k);
+            self.tags.values().append_value(v);
+        }
+        self.tags
+            .append(true)
+            .map_err(|e| Error::Parquet(e.to_string()))?;
+        let c = e.context.as_ref();
+        let context = [
+            c.map(|c| c.experiment_id.as_str()),
+            c.map(|c| c.recording_id.as_str()),
+            c.map(|c| c.participant_id.as_str()),
+            c.map(|c| c.task_id.as_str()),
+        ];
+        for (b, v) in self.context.iter_mut().zip(context) {
+            bytes += 4 + v.map_or(0, str::len);
+            b.append_option(v);
+        }
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// The buffered rows as one batch, sorted by (sensor_id, ts, seq); the buffer is
+    /// empty afterwards.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.sensor_id.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.seq.finish()),
+        ];
+        for column in &mut self.fields {
+            columns.push(match column {
+                FieldColumn::Double(b) => Arc::new(b.finish()),
+                FieldColumn::Long(b) => Arc::new(b.finish()),
+                FieldColumn::Boolean(b) => Arc::new(b.finish()),
+                FieldColumn::String(b) => Arc::new(b.finish()),
+            });
+        }
+        columns.push(Arc::new(self.tags.finish()));
+        columns.push(Arc::new(self.received_at.finish()));
+        for b in &mut self.context {
+            columns.push(Arc::new(b.finish()));
+        }
+        self.bytes = 0;
+        let parquet = |e: arrow::error::ArrowError| Error::Parquet(e.to_string());
+        let batch = RecordBatch::try_new(arrow_schema(&self.spec), columns).map_err(parquet)?;
+        let key = |i: usize, nulls_first: bool| SortColumn {
+            values: batch.column(i).clone(),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first,
+            }),
+        };
+        // A missing seq sorts first, as `None < Some(_)` did when rows were `Sample`s.
+        let indices = lexsort_to_indices(&[key(0, false), key(1, false), key(2, true)], None)
+            .map_err(parquet)?;
+        take_record_batch(&batch, &indices).map_err(parquet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labstream_schemas::experiment::RecordingContext;
+    use labstream_schemas::{Registry, Sample, SensorId, SensorType, Timestamp};
+    use std::collections::BTreeMap;
+
+    fn spec() -> SensorTypeSpec {
+        Registry::from_json_str(
+            "test",
+            r#"{"sensor_types": {"mixed": {"fields": {"d": {"type": "double"}, "l": {"type": "long"}, "b": {"type": "boolean"}, "s": {"type": "string"}}}}}"#,
+        )
+        .unwrap()
+        .get("mixed")
+        .unwrap()
+        .clone()
+    }
+
+    fn samples() -> Vec<EnrichedSample> {
+        let mut out = Vec::new();
+        for i in 0..200i64 {
+            let mut values = BTreeMap::new();
+            match i % 5 {
+                0 => {
+                    values.insert("d".to_owned(), FieldValue::Double(i as f64 / 3.0));
+                }
+                1 => {
+                    values.insert("d".to_owned(), FieldValue::Long(i));
+                    values.insert("l".to_owned(), FieldValue::Long(-i));
+                }
+                2 => {
+                    values.insert("b".to_owned(), FieldValue::Bool(i % 2 == 0));
+                }
+                3 => {
+                    values.insert("s".to_owned(), FieldValue::Str(format!("v{i}")));
+                    values.insert("unknown".to_owned(), FieldValue::Long(1));
+                }
+                _ => {}
+            }
+            let tags = (0..i % 3)
+                .map(|t| (format!("k{t}"), format!("tag-{i}-{t}")))
+                .collect();
+            out.push(EnrichedSample {
+                sample: Sample {
+                    // Out of order, with equal ids and ts, some without seq.
+                    sensor_id: SensorId::new(format!("s-{}", (i * 7) % 11)),
+                    sensor_type: SensorType::new("mixed"),
+                    ts: Timestamp::from_micros(1_000_000 + (i * 13) % 17),
+                    seq: (i % 4 != 0).then_some((i * 5) % 9),
+                    values,
+                    tags,
+                    received_at: Timestamp::from_micros(2_000_000 + i),
+                },
+                context: (i % 2 == 0).then(|| RecordingContext {
+                    experiment_id: format!("e{}", i % 3).into(),
+                    recording_id: format!("r{i}").into(),
+                    participant_id: "P01".to_owned().into(),
+                    task_id: "rest".to_owned().into(),
+                }),
+            });
+        }
+        out
+    }
+
+    /// Buffering column by column gives the very batch that building from samples gives.
+    #[test]
+    fn column_buffer_equals_the_batch_built_from_samples() {
+        let spec = spec();
+        let mut samples = samples();
+        // Distinct dedupe keys, so the order of the sorted rows is unique.
+        samples.sort_by_key(|e| {
+            (
+                e.sample.sensor_id.as_str().to_owned(),
+                e.sample.ts,
+                e.sample.seq,
+            )
+        });
+        samples.dedup_by_key(|e| {
+            (
+                e.sample.sensor_id.as_str().to_owned(),
+                e.sample.ts,
+                e.sample.seq,
+            )
+        });
+        samples.reverse();
+        let mut buffer = ColumnBuffer::new(&spec);
+        for e in &samples {
+            buffer.push(e).unwrap();
+        }
+        assert!(buffer.bytes() > 0);
+        let columnar = buffer.finish().unwrap();
+        assert_eq!(buffer.bytes(), 0);
+        let expected = to_record_batch(&spec, &mut samples).unwrap();
+        assert_eq!(columnar, expected);
+        // Reusable after a flush.
+        buffer.push(&samples[0]).unwrap();
+        assert_eq!(buffer.finish().unwrap().num_rows(), 1);
+    }
 }

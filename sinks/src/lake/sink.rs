@@ -6,7 +6,7 @@ use crate::dlq::DeadLetters;
 use crate::error::{Error, Result};
 use crate::lake::writer::{Added, LakeWriter};
 use crate::metrics::SinkMetrics;
-use labstream_bus::{BatchConsumer, Positions};
+use labstream_bus::{BatchConsumer, Positions, Record};
 use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
@@ -133,14 +133,12 @@ impl LakeSink {
                             }
                         }
                         self.metrics.consumed.inc_by(batch.len() as u64);
-                        for record in &batch {
+                        let decoded = decode_batch(&self.codec, batch).await?;
+                        for (record, decoded) in decoded {
+                            let record = &record;
                             if !owns(&owned, &record.topic, record.partition) {
                                 continue;
                             }
-                            let decoded = match record.payload.as_deref() {
-                                None => Err("the record has no value".to_owned()),
-                                Some(b) => decode(&self.codec, b),
-                            };
                             let outcome = match decoded {
                                 Ok(sample) => self.writer_mut().add(record, sample),
                                 Err(reason) => Added::Rejected(reason),
@@ -236,6 +234,44 @@ impl LakeSink {
 
 fn owns(owned: &HashMap<String, HashSet<i32>>, topic: &str, partition: i32) -> bool {
     owned.get(topic).is_some_and(|p| p.contains(&partition))
+}
+
+/// Below this many records a batch is decoded on the consume loop's thread alone.
+const PARALLEL_DECODE_MIN: usize = 2_000;
+
+/// Decodes every record of `batch`, in order: the second half on a blocking thread
+/// while this one decodes the first, so decoding takes two cores when it has them.
+async fn decode_batch(
+    codec: &Codec,
+    mut batch: Vec<Record>,
+) -> Result<Vec<(Record, std::result::Result<EnrichedSample, String>)>> {
+    fn decode_all(
+        codec: &Codec,
+        records: Vec<Record>,
+    ) -> Vec<(Record, std::result::Result<EnrichedSample, String>)> {
+        records
+            .into_iter()
+            .map(|r| {
+                let d = match r.payload.as_deref() {
+                    None => Err("the record has no value".to_owned()),
+                    Some(b) => decode(codec, b),
+                };
+                (r, d)
+            })
+            .collect()
+    }
+    if batch.len() < PARALLEL_DECODE_MIN {
+        return Ok(decode_all(codec, batch));
+    }
+    let tail = batch.split_off(batch.len() / 2);
+    let tail_codec = codec.clone();
+    let tail = tokio::task::spawn_blocking(move || decode_all(&tail_codec, tail));
+    let mut decoded = decode_all(codec, batch);
+    decoded.extend(
+        tail.await
+            .map_err(|e| Error::Internal(format!("decode task failed: {e}")))?,
+    );
+    Ok(decoded)
 }
 
 /// Enriched samples (the lake's usual source), or raw ones (no recording context) when

@@ -2,8 +2,9 @@
 //! buffer as one Parquet file: temporary name, fsync, rename, fsync of the directory.
 
 use crate::error::{Error, Result};
-use crate::lake::batch::to_record_batch;
+use crate::lake::batch::ColumnBuffer;
 use crate::lake::layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR, table_dir};
+use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use labstream_bus::Record;
 use labstream_schemas::Registry;
@@ -12,7 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,25 +39,39 @@ struct DirKey {
     experiment: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct BufferKey {
-    dir: DirKey,
-    topic: String,
-    partition: i32,
+/// A lake directory, interned: records name it by index, so adding one allocates
+/// neither a path nor a string.
+struct Dir {
+    key: DirKey,
+    path: PathBuf,
 }
+
+/// (directory, topic, partition), all interned.
+type SlotKey = (u32, u32, i32);
 
 struct Buffer {
     first_offset: i64,
     last_offset: i64,
-    samples: Vec<EnrichedSample>,
+    rows: usize,
+    bytes: usize,
+    columns: ColumnBuffer,
+    /// Built from `columns` by a flush whose write failed: written by the next one.
+    built: Option<RecordBatch>,
 }
 
 pub struct LakeWriter {
     root: PathBuf,
     registry: Arc<Registry>,
-    buffers: BTreeMap<BufferKey, Buffer>,
+    /// sensor type -> experiment -> date -> index in `dirs`.
+    dir_ids: HashMap<String, HashMap<String, HashMap<NaiveDate, u32>>>,
+    dirs: Vec<Dir>,
+    /// Topic names by index (a sink reads one or two topics).
+    topics: Vec<String>,
+    buffers: HashMap<SlotKey, Buffer>,
     /// Highest offset already in a file, per directory and topic-partition.
     high_water: HashMap<(PathBuf, String, i32), i64>,
+    /// `high_water` by interned key, filled on first use; cleared when it changes.
+    high_water_by_slot: HashMap<SlotKey, Option<i64>>,
     rows: usize,
     bytes: usize,
     max_row_group_rows: usize,
@@ -70,8 +85,12 @@ impl LakeWriter {
         Ok(Self {
             root: root.to_owned(),
             registry,
-            buffers: BTreeMap::new(),
+            dir_ids: HashMap::new(),
+            dirs: Vec::new(),
+            topics: Vec::new(),
+            buffers: HashMap::new(),
             high_water,
+            high_water_by_slot: HashMap::new(),
             rows: 0,
             bytes: 0,
             max_row_group_rows: MAX_ROW_GROUP_ROWS,
@@ -82,6 +101,7 @@ impl LakeWriter {
     /// sink instances: files the previous owner wrote must not be written again.
     pub fn reload_high_water(&mut self) -> Result<()> {
         self.high_water = scan_high_water(&self.root)?;
+        self.high_water_by_slot.clear();
         Ok(())
     }
 
@@ -90,12 +110,13 @@ impl LakeWriter {
     /// commit, so writing them here would duplicate them).
     pub fn retain_partitions(&mut self, keep: impl Fn(&str, i32) -> bool) {
         let mut dropped = 0usize;
-        self.buffers.retain(|key, buffer| {
-            let k = keep(&key.topic, key.partition);
+        let topics = &self.topics;
+        self.buffers.retain(|&(_, topic, partition), buffer| {
+            let k = keep(&topics[topic as usize], partition);
             if !k {
-                dropped += buffer.samples.len();
-                self.rows -= buffer.samples.len();
-                self.bytes -= buffer.samples.iter().map(estimate_bytes).sum::<usize>();
+                dropped += buffer.rows;
+                self.rows -= buffer.rows;
+                self.bytes -= buffer.bytes;
             }
             k
         });
@@ -108,90 +129,157 @@ impl LakeWriter {
         self.rows
     }
 
-    /// A rough estimate of the memory the buffered samples take.
+    /// The bytes the buffered rows take in their columns.
     pub fn buffered_bytes(&self) -> usize {
         self.bytes
+    }
+
+    fn dir_id(&mut self, sensor_type: &str, experiment: &str, date: NaiveDate) -> u32 {
+        if let Some(&id) = self
+            .dir_ids
+            .get(sensor_type)
+            .and_then(|e| e.get(experiment))
+            .and_then(|d| d.get(&date))
+        {
+            return id;
+        }
+        let id = u32::try_from(self.dirs.len()).expect("fewer than 2^32 lake directories");
+        let key = DirKey {
+            sensor_type: sensor_type.to_owned(),
+            date,
+            experiment: experiment.to_owned(),
+        };
+        let path = table_dir(&self.root, &key.sensor_type, date, &key.experiment);
+        self.dirs.push(Dir { key, path });
+        self.dir_ids
+            .entry(sensor_type.to_owned())
+            .or_default()
+            .entry(experiment.to_owned())
+            .or_default()
+            .insert(date, id);
+        id
+    }
+
+    fn topic_id(&mut self, topic: &str) -> u32 {
+        match self.topics.iter().position(|t| t == topic) {
+            Some(i) => i as u32,
+            None => {
+                self.topics.push(topic.to_owned());
+                (self.topics.len() - 1) as u32
+            }
+        }
     }
 
     pub fn add(&mut self, record: &Record, enriched: impl Into<EnrichedSample>) -> Added {
         let enriched = enriched.into();
         let sample = &enriched.sample;
-        if self.registry.get(sample.sensor_type.as_str()).is_none() {
+        let registry = self.registry.clone();
+        let Some(spec) = registry.get(sample.sensor_type.as_str()) else {
             return Added::Rejected(format!(
                 "sensor_type {:?} is not in the registry of the lake sink",
                 sample.sensor_type.as_str()
             ));
-        }
+        };
         let Some(date) = sample.ts.to_datetime().map(|dt| dt.date_naive()) else {
             return Added::Rejected(format!("ts {} is out of range", sample.ts.as_micros()));
         };
-        let dir = DirKey {
-            sensor_type: sample.sensor_type.as_str().to_owned(),
-            date,
-            experiment: enriched.context.as_ref().map_or_else(
-                || NO_EXPERIMENT.to_owned(),
-                |c| c.experiment_id.as_str().to_owned(),
-            ),
+        let experiment = enriched
+            .context
+            .as_ref()
+            .map_or(NO_EXPERIMENT, |c| c.experiment_id.as_str());
+        let dir = self.dir_id(sample.sensor_type.as_str(), experiment, date);
+        let topic = self.topic_id(&record.topic);
+        let slot = (dir, topic, record.partition);
+        let hw = match self.high_water_by_slot.get(&slot) {
+            Some(&hw) => hw,
+            None => {
+                let hw = self
+                    .high_water
+                    .get(&(
+                        self.dirs[dir as usize].path.clone(),
+                        record.topic.clone(),
+                        record.partition,
+                    ))
+                    .copied();
+                self.high_water_by_slot.insert(slot, hw);
+                hw
+            }
         };
-        let path = self.dir_path(&dir);
-        if let Some(&hw) = self
-            .high_water
-            .get(&(path, record.topic.clone(), record.partition))
-            && record.offset <= hw
-        {
+        if hw.is_some_and(|hw| record.offset <= hw) {
             return Added::AlreadyInLake;
         }
-        self.bytes += estimate_bytes(&enriched);
-        self.rows += 1;
-        let key = BufferKey {
-            dir,
-            topic: record.topic.clone(),
-            partition: record.partition,
-        };
-        let buffer = self.buffers.entry(key).or_insert_with(|| Buffer {
+        let buffer = self.buffers.entry(slot).or_insert_with(|| Buffer {
             first_offset: record.offset,
             last_offset: record.offset,
-            samples: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            columns: ColumnBuffer::new(spec),
+            built: None,
         });
+        let before = buffer.columns.bytes();
+        if let Err(e) = buffer.columns.push(&enriched) {
+            return Added::Rejected(format!("the sample does not fit its table: {e}"));
+        }
+        let bytes = buffer.columns.bytes() - before;
         buffer.first_offset = buffer.first_offset.min(record.offset);
         buffer.last_offset = buffer.last_offset.max(record.offset);
-        buffer.samples.push(enriched);
+        buffer.rows += 1;
+        buffer.bytes += bytes;
+        self.rows += 1;
+        self.bytes += bytes;
+        drop(registry);
         Added::Buffered
-    }
-
-    fn dir_path(&self, dir: &DirKey) -> PathBuf {
-        table_dir(&self.root, &dir.sensor_type, dir.date, &dir.experiment)
     }
 
     /// Writes every buffer as one file. On error the buffers not yet written stay, and
     /// a later call retries them; written ones are never written again.
     pub fn flush(&mut self) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
-        while let Some((key, mut buffer)) = self.buffers.pop_first() {
-            let dir = self.dir_path(&key.dir);
+        let mut slots: Vec<SlotKey> = self.buffers.keys().copied().collect();
+        // A stable order (directory, topic, partition), as before interning.
+        slots.sort_by(|a, b| {
+            let (da, db) = (&self.dirs[a.0 as usize].key, &self.dirs[b.0 as usize].key);
+            (da, &self.topics[a.1 as usize], a.2).cmp(&(db, &self.topics[b.1 as usize], b.2))
+        });
+        for slot in slots {
+            let Some(mut buffer) = self.buffers.remove(&slot) else {
+                continue;
+            };
+            let (dir, topic, partition) = slot;
+            let dir = &self.dirs[dir as usize];
+            let topic = &self.topics[topic as usize];
             let part = PartFile {
-                topic: key.topic.clone(),
-                partition: key.partition,
+                topic: topic.clone(),
+                partition,
                 first_offset: buffer.first_offset,
                 last_offset: buffer.last_offset,
             };
-            let spec = self
-                .registry
-                .get(&key.dir.sensor_type)
-                .ok_or_else(|| Error::Internal("sensor type vanished from the registry".into()))?;
-            let result = to_record_batch(spec, &mut buffer.samples).and_then(|batch| {
-                write_file(&dir, &part.file_name(), &batch, self.max_row_group_rows)
-            });
+            // A failure to build is not retryable: the sink stops, nothing is committed.
+            let batch = match buffer.built.take() {
+                Some(batch) => batch,
+                None => buffer.columns.finish()?,
+            };
+            let result = write_file(
+                &dir.path,
+                &part.file_name(),
+                &batch,
+                self.max_row_group_rows,
+            );
             match result {
                 Ok(path) => {
-                    self.rows -= buffer.samples.len();
-                    self.bytes -= buffer.samples.iter().map(estimate_bytes).sum::<usize>();
-                    self.high_water
-                        .insert((dir, key.topic, key.partition), buffer.last_offset);
+                    self.rows -= buffer.rows;
+                    self.bytes -= buffer.bytes;
+                    self.high_water.insert(
+                        (dir.path.clone(), topic.clone(), partition),
+                        buffer.last_offset,
+                    );
+                    self.high_water_by_slot
+                        .insert(slot, Some(buffer.last_offset));
                     written.push(path);
                 }
                 Err(e) => {
-                    self.buffers.insert(key, buffer);
+                    buffer.built = Some(batch);
+                    self.buffers.insert(slot, buffer);
                     return Err(e);
                 }
             }
@@ -239,23 +327,6 @@ fn scan_high_water(root: &Path) -> Result<HashMap<(PathBuf, String, i32), i64>> 
         }
     }
     Ok(high_water)
-}
-
-fn estimate_bytes(e: &EnrichedSample) -> usize {
-    let s = &e.sample;
-    let context = e.context.as_ref().map_or(0, |c| {
-        96 + c.experiment_id.as_str().len()
-            + c.recording_id.as_str().len()
-            + c.participant_id.as_str().len()
-            + c.task_id.as_str().len()
-    });
-    64 + context
-        + s.sensor_id.as_str().len()
-        + s.values.keys().map(|k| k.len() + 24).sum::<usize>()
-        + s.tags
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 48)
-            .sum::<usize>()
 }
 
 pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {

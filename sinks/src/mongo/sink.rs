@@ -1,9 +1,9 @@
 use crate::backoff::Backoff;
 use crate::dlq::DeadLetters;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::SinkMetrics;
 use crate::mongo::document::to_document;
-use labstream_bus::{BatchConsumer, Record};
+use labstream_bus::{BatchConsumer, Positions, Record};
 use labstream_schemas::{Codec, Sample};
 use mongodb::bson::{Document, doc};
 use mongodb::error::ErrorKind;
@@ -12,6 +12,7 @@ use mongodb::{Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const DUPLICATE_KEY: i32 = 11000;
@@ -50,12 +51,39 @@ impl Default for MongoSinkConfig {
 
 pub struct MongoSink {
     consumer: BatchConsumer,
-    db: Database,
     codec: Codec,
     dead_letters: DeadLetters,
     config: MongoSinkConfig,
-    indexed: HashSet<String>,
+    writer: Option<Writer>,
     metrics: SinkMetrics,
+}
+
+/// A consumed batch, decoded and grouped per collection, with the offsets its write
+/// allows to commit.
+struct Prepared {
+    by_collection: BTreeMap<String, Vec<Document>>,
+    positions: Positions,
+    records: usize,
+}
+
+/// An insert running in its own task while the sink reads and decodes the next batch.
+struct InFlight {
+    task: JoinHandle<(Writer, Result<Option<Written>>)>,
+    positions: Positions,
+    records: usize,
+    started: Instant,
+}
+
+struct Written {
+    inserted: usize,
+    duplicates: usize,
+}
+
+/// The part of the sink that talks to MongoDB. It moves into the insert task and comes
+/// back with the outcome, so one batch at most is being written at any time.
+struct Writer {
+    db: Database,
+    indexed: HashSet<String>,
 }
 
 impl MongoSink {
@@ -69,79 +97,98 @@ impl MongoSink {
     ) -> Self {
         Self {
             consumer,
-            db,
             codec,
             dead_letters,
             config,
-            indexed: HashSet::new(),
+            writer: Some(Writer {
+                db,
+                indexed: HashSet::new(),
+            }),
             metrics,
         }
     }
 
     /// Runs until `cancel`; a batch being written is finished and committed first.
+    ///
+    /// Pipelined: while batch N is being inserted, batch N+1 is consumed and decoded, so
+    /// MongoDB never waits for the sink. Batch N's offsets are committed once its insert
+    /// succeeded and before batch N+1's insert starts, so commits stay in order and never
+    /// cover an unwritten record. Re-reading (after a crash or a rebalance) only meets the
+    /// unique index, so overlapping reads with writes cannot duplicate anything.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
         tracing::info!(group = self.consumer.group_id(), "mongo sink started");
         let mut backoff = Backoff::new(self.config.retry_backoff_max);
         let mut lag_sampled = Instant::now();
-        while !cancel.is_cancelled() {
+        let mut in_flight: Option<InFlight> = None;
+        loop {
             if lag_sampled.elapsed() >= LAG_EVERY {
                 lag_sampled = Instant::now();
                 if let Ok(lag) = self.consumer.lag(Duration::from_secs(5)).await {
                     self.metrics.lag.set(lag);
                 }
             }
-            let batch = match self
-                .consumer
-                .next_batch(
-                    self.config.batch_max_records,
-                    self.config.batch_max_wait,
-                    &cancel,
-                )
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mongo sink: consume failed; retrying");
-                    backoff.wait(&cancel).await;
-                    continue;
+            let stopping = cancel.is_cancelled();
+            let batch = if stopping {
+                Vec::new()
+            } else {
+                match self
+                    .consumer
+                    .next_batch(
+                        self.config.batch_max_records,
+                        self.config.batch_max_wait,
+                        &cancel,
+                    )
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mongo sink: consume failed; retrying");
+                        backoff.wait(&cancel).await;
+                        Vec::new()
+                    }
                 }
             };
-            if batch.is_empty() {
-                continue;
-            }
-            self.metrics.consumed.inc_by(batch.len() as u64);
-            let started = Instant::now();
-            // The batch is retried until written: its offsets are not committed before.
-            loop {
-                match self.write(&batch).await {
-                    Ok(()) => break,
-                    Err(e) if e.is_retryable() => {
-                        tracing::warn!(error = %e, records = batch.len(), "mongo sink: write failed; retrying the batch");
-                        if !backoff.wait(&cancel).await {
-                            tracing::info!(
-                                "mongo sink stopping with an unwritten batch; it will be re-read"
-                            );
-                            return Ok(());
+            let prepared = if batch.is_empty() {
+                None
+            } else {
+                self.metrics.consumed.inc_by(batch.len() as u64);
+                match self.prepare(&batch, &cancel).await {
+                    Some(p) => Some(p),
+                    // Stopped while the dead-letter queue was unreachable: this batch is
+                    // not committed and will be re-read; the one in flight still is.
+                    None => {
+                        if let Some(f) = in_flight.take() {
+                            self.finish(f).await?;
                         }
+                        tracing::info!(
+                            "mongo sink stopping with an unwritten batch; it will be re-read"
+                        );
+                        return Ok(());
                     }
-                    Err(e) => return Err(e),
                 }
+            };
+            if let Some(f) = in_flight.take()
+                && !self.finish(f).await?
+            {
+                tracing::info!("mongo sink stopping with an unwritten batch; it will be re-read");
+                return Ok(());
             }
-            backoff.reset();
-            self.metrics
-                .write_seconds
-                .observe(started.elapsed().as_secs_f64());
-            if let Err(e) = self.consumer.commit(&batch).await {
-                // Harmless for correctness: the batch is re-read and deduplicated.
-                tracing::warn!(error = %e, "mongo sink: commit failed");
+            match prepared {
+                Some(p) => in_flight = Some(self.start_write(p, &cancel)?),
+                None if stopping => break,
+                None => {}
             }
         }
         tracing::info!("mongo sink stopped");
         Ok(())
     }
 
-    async fn write(&mut self, batch: &[Record]) -> Result<()> {
+    /// Decodes `batch` into documents per collection; undecodable records go to the
+    /// dead-letter queue (retried while it is unreachable). `None` when cancelled then.
+    async fn prepare(&self, batch: &[Record], cancel: &CancellationToken) -> Option<Prepared> {
         let mut by_collection: BTreeMap<String, Vec<Document>> = BTreeMap::new();
+        let mut positions = Positions::default();
+        let mut backoff = Backoff::new(self.config.retry_backoff_max);
         for record in batch {
             let decoded = match record.payload.as_deref() {
                 None => Err("the record has no value".to_owned()),
@@ -156,17 +203,116 @@ impl MongoSink {
                     .or_default()
                     .push(to_document(&sample)),
                 Err(reason) => {
-                    self.dead_letters.send(record, &reason).await?;
+                    // Kept in the DLQ before its offset can be committed.
+                    while let Err(e) = self.dead_letters.send(record, &reason).await {
+                        tracing::warn!(error = %e, "mongo sink: dead-letter write failed; retrying");
+                        if !backoff.wait(cancel).await {
+                            return None;
+                        }
+                    }
                     self.metrics.dead_letters.inc();
                 }
             }
+            positions.advance(record);
         }
+        Some(Prepared {
+            by_collection,
+            positions,
+            records: batch.len(),
+        })
+    }
+
+    /// Starts inserting `prepared` in a task of its own.
+    fn start_write(&mut self, prepared: Prepared, cancel: &CancellationToken) -> Result<InFlight> {
+        let mut writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::Internal("mongo writer missing".into()))?;
+        let cancel = cancel.clone();
+        let backoff_max = self.config.retry_backoff_max;
+        let Prepared {
+            by_collection,
+            positions,
+            records,
+        } = prepared;
+        let task = tokio::spawn(async move {
+            let r = writer
+                .write_until_done(&by_collection, records, backoff_max, &cancel)
+                .await;
+            // The documents are freed here, off the consume loop.
+            drop(by_collection);
+            (writer, r)
+        });
+        Ok(InFlight {
+            task,
+            positions,
+            records,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for the write in flight and commits its offsets. False when the sink was
+    /// stopped before the write succeeded (nothing committed: it will be re-read).
+    async fn finish(&mut self, f: InFlight) -> Result<bool> {
+        let (writer, result) = f
+            .task
+            .await
+            .map_err(|e| Error::Internal(format!("mongo insert task failed: {e}")))?;
+        self.writer = Some(writer);
+        let Some(written) = result? else {
+            return Ok(false);
+        };
+        self.metrics.written.inc_by(written.inserted as u64);
+        self.metrics.duplicates.inc_by(written.duplicates as u64);
+        self.metrics
+            .write_seconds
+            .observe(f.started.elapsed().as_secs_f64());
+        tracing::debug!(
+            records = f.records,
+            inserted = written.inserted,
+            duplicates = written.duplicates,
+            "mongo sink wrote a batch"
+        );
+        if let Err(e) = self.consumer.commit_positions(&f.positions).await {
+            // Harmless for correctness: the batch is re-read and deduplicated.
+            tracing::warn!(error = %e, "mongo sink: commit failed");
+        }
+        Ok(true)
+    }
+}
+
+impl Writer {
+    /// Inserts every document, retrying with backoff while MongoDB fails retryably.
+    /// `None` when cancelled before it succeeded.
+    async fn write_until_done(
+        &mut self,
+        by_collection: &BTreeMap<String, Vec<Document>>,
+        records: usize,
+        backoff_max: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Written>> {
+        let mut backoff = Backoff::new(backoff_max);
+        loop {
+            match self.write(by_collection).await {
+                Ok(w) => return Ok(Some(w)),
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, records, "mongo sink: write failed; retrying the batch");
+                    if !backoff.wait(cancel).await {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn write(&mut self, by_collection: &BTreeMap<String, Vec<Document>>) -> Result<Written> {
         let mut inserted = 0usize;
         let mut duplicates = 0usize;
         for (collection, docs) in by_collection {
-            self.ensure_index(&collection).await?;
+            self.ensure_index(collection).await?;
             let total = docs.len();
-            let coll = self.db.collection::<Document>(&collection);
+            let coll = self.db.collection::<Document>(collection);
             match coll.insert_many(docs).ordered(false).await {
                 Ok(r) => inserted += r.inserted_ids.len(),
                 Err(e) => {
@@ -178,10 +324,10 @@ impl MongoSink {
                 }
             }
         }
-        self.metrics.written.inc_by(inserted as u64);
-        self.metrics.duplicates.inc_by(duplicates as u64);
-        tracing::debug!(inserted, duplicates, "mongo sink wrote a batch");
-        Ok(())
+        Ok(Written {
+            inserted,
+            duplicates,
+        })
     }
 
     async fn ensure_index(&mut self, collection: &str) -> Result<()> {
