@@ -35,7 +35,8 @@ pub struct EnrichmentConfig {
     /// recording's start or stop may be backdated.
     #[serde(with = "humantime_serde")]
     pub lateness: Duration,
-    /// Most records read per batch (one transaction per batch at most).
+    /// Most records read per batch (one transaction per batch at most). Large: a
+    /// transaction's commit costs a few broker round trips whatever its size.
     pub max_batch: usize,
     /// Most samples held in memory waiting for their lateness; reading pauses beyond.
     pub max_held: usize,
@@ -47,7 +48,7 @@ impl Default for EnrichmentConfig {
             enabled: true,
             group_id: "labstream-enrichment".into(),
             lateness: Duration::from_secs(5),
-            max_batch: 5000,
+            max_batch: 50_000,
             max_held: 200_000,
         }
     }
