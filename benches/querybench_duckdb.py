@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""DuckDB side of the query benchmark (labstream-querybench runs it with the pytools venv).
+
+usage: querybench_duckdb.py LAKE QUERIES_JSON
+
+QUERIES_JSON is a list of {"name", "sql", "check"}; each query is run once, in order, on
+a view per sensor type named like labstream's table (samples_<type>) over
+read_parquet('<LAKE>/samples/<type>/**/*.parquet', hive_partitioning=true), so the SQL
+text is the very one labstream runs. Prints one JSON object: versions, and per query its
+wall time (execute + fetch of the whole result as an Arrow table), row count and the sum of each
+check column (cast to double).
+"""
+import json
+import os
+import sys
+import time
+
+import duckdb
+import pyarrow
+import pyarrow.compute as pc
+
+
+def fetch_arrow(result):
+    # DuckDB 2.0 names it to_arrow_table; 1.x fetch_arrow_table.
+    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    return fetch()
+
+
+def main():
+    lake, queries_path = sys.argv[1], sys.argv[2]
+    with open(queries_path) as f:
+        queries = json.load(f)
+    con = duckdb.connect()
+    # Timestamps in the lake are UTC; date_trunc on TIMESTAMPTZ follows this setting.
+    con.execute("SET TimeZone = 'UTC'")
+    samples = os.path.join(lake, "samples")
+    for sensor_type in sorted(os.listdir(samples)):
+        glob = os.path.join(samples, sensor_type, "**", "*.parquet").replace("'", "''")
+        con.execute(
+            f"CREATE VIEW samples_{sensor_type} AS SELECT * FROM read_parquet('{glob}', "
+            "hive_partitioning = true, hive_types = {'date': 'DATE', 'experiment': 'VARCHAR'})"
+        )
+    out = []
+    for q in queries:
+        start = time.perf_counter()
+        table = fetch_arrow(con.execute(q["sql"]))
+        ms = (time.perf_counter() - start) * 1000.0
+        sums = {}
+        for col in q["check"]:
+            s = pc.sum(pc.cast(table.column(col), pyarrow.float64())).as_py()
+            sums[col] = 0.0 if s is None else s
+        out.append({"name": q["name"], "ms": ms, "rows": table.num_rows, "sums": sums})
+    print(
+        json.dumps(
+            {
+                "duckdb": duckdb.__version__,
+                "pyarrow": pyarrow.__version__,
+                "threads": con.execute("SELECT current_setting('threads')").fetchone()[0],
+                "queries": out,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

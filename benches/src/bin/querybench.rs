@@ -1,0 +1,677 @@
+//! `labstream-querybench`: the query benchmark. Builds a lake of >= 10 million
+//! accelerometer samples with the lake sink's own writer (small files, as a live sink
+//! writes them), times typical analyst queries with labstream's query engine and with
+//! DuckDB (through the pytools venv) on the very same files, interleaved round by round,
+//! then compacts the lake and times them again; checks that both engines return the
+//! same results and writes the query section of RESULTS.md. Nothing here asserts a time.
+
+use anyhow::{Context, bail};
+use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use clap::Parser;
+use labstream_benches::process_stats;
+use labstream_benches::report::{Spread, splice_between};
+use labstream_bus::Record;
+use labstream_schemas::experiment::{EnrichedSample, RecordingContext};
+use labstream_schemas::{FieldValue, Registry, Sample, SensorId, SensorType, Timestamp};
+use labstream_sinks::lake::{Added, CompactOptions, LakeWriter, compact};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BEGIN: &str = "<!-- query:begin -->";
+const END: &str = "<!-- query:end -->";
+const TOPIC: &str = "samples.raw";
+const PARTITIONS: i32 = 6;
+const EXPERIMENT: &str = "stroop-2026";
+/// Target: labstream within this factor of DuckDB.
+const TARGET_RATIO: f64 = 1.5;
+/// Target: the compacted lake at least this many times faster than the uncompacted one.
+const TARGET_SPEEDUP: f64 = 3.0;
+
+#[derive(Parser)]
+#[command(
+    name = "labstream-querybench",
+    about = "Query benchmark: labstream vs DuckDB, uncompacted vs compacted lake"
+)]
+struct Args {
+    /// Folder for the generated lake (emptied first).
+    #[arg(long)]
+    work: PathBuf,
+    /// The labstream binary (release) whose `labstream query` is timed.
+    #[arg(long)]
+    labstream: PathBuf,
+    /// Python with duckdb and pyarrow (infra/local/pytools prints it).
+    #[arg(long)]
+    python: PathBuf,
+    /// The DuckDB runner script (benches/querybench_duckdb.py).
+    #[arg(long)]
+    duckdb_script: PathBuf,
+    /// Sensors (accelerometers: x, y, z).
+    #[arg(long, default_value_t = 200)]
+    sensors: usize,
+    /// Days of data.
+    #[arg(long, default_value_t = 7)]
+    days: i64,
+    /// Seconds between two samples of a sensor.
+    #[arg(long, default_value_t = 12)]
+    interval_secs: i64,
+    /// Seconds of data per flush (one file per directory and partition each time).
+    #[arg(long, default_value_t = 600)]
+    flush_secs: i64,
+    /// Measured rounds per lake state (each runs every query once on each engine).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Markdown file whose query section is rewritten.
+    #[arg(long)]
+    out: PathBuf,
+    /// Raw results (JSON).
+    #[arg(long)]
+    results: PathBuf,
+    /// The command line to print in the report.
+    #[arg(long, default_value = "benches/run query")]
+    command: String,
+    #[arg(long, default_value = "unknown")]
+    commit: String,
+    #[arg(long, default_value = "unknown")]
+    rustc: String,
+    /// What else ran on the machine (from benches/run).
+    #[arg(long, default_value = "")]
+    shared: String,
+}
+
+#[derive(Clone, Serialize)]
+struct Query {
+    name: &'static str,
+    what: &'static str,
+    sql: String,
+    /// Numeric columns whose sums are compared between the engines.
+    check: Vec<&'static str>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Outcome {
+    rows: usize,
+    sums: BTreeMap<String, f64>,
+}
+
+#[derive(Default, Serialize)]
+struct Timings {
+    /// [state][engine] -> per query: times in ms.
+    ms: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
+    outcome: BTreeMap<String, Outcome>,
+}
+
+#[derive(Deserialize)]
+struct DuckOut {
+    duckdb: String,
+    pyarrow: String,
+    threads: serde_json::Value,
+    queries: Vec<DuckQuery>,
+}
+
+#[derive(Deserialize)]
+struct DuckQuery {
+    name: String,
+    ms: f64,
+    rows: usize,
+    sums: BTreeMap<String, f64>,
+}
+
+fn start_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 16).unwrap()
+}
+
+fn queries(days: i64) -> Vec<Query> {
+    let first = start_date();
+    let mid = first + ChronoDuration::days(days / 2);
+    let last = first + ChronoDuration::days(days - 1);
+    let rec_day = (days / 2).max(0);
+    vec![
+        Query {
+            name: "day_per_sensor",
+            what: "per-sensor aggregates over a day",
+            sql: format!(
+                "SELECT sensor_id, count(*) AS n, avg(x) AS avg_x, min(y) AS min_y, max(z) AS max_z \
+                 FROM samples_accelerometer WHERE date = DATE '{mid}' GROUP BY sensor_id ORDER BY sensor_id"
+            ),
+            check: vec!["n", "avg_x", "min_y", "max_z"],
+        },
+        Query {
+            name: "recording",
+            what: "a participant's recording (all its rows)",
+            sql: format!(
+                "SELECT sensor_id, ts, x, y, z FROM samples_accelerometer \
+                 WHERE experiment = '{EXPERIMENT}' AND participant_id = 'P03' AND recording_id = 'rec-P03-d{rec_day}-s1' \
+                 ORDER BY sensor_id, ts"
+            ),
+            check: vec!["x", "y", "z"],
+        },
+        Query {
+            name: "week_hourly",
+            what: "hourly downsample of every sensor over the week",
+            sql: format!(
+                "SELECT sensor_id, date_trunc('hour', ts) AS hour, avg(x) AS avg_x, avg(y) AS avg_y, avg(z) AS avg_z, count(*) AS n \
+                 FROM samples_accelerometer WHERE date BETWEEN DATE '{first}' AND DATE '{last}' \
+                 GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            check: vec!["avg_x", "avg_y", "avg_z", "n"],
+        },
+        Query {
+            name: "sensor_week_minutes",
+            what: "one sensor over the week, 1-minute buckets",
+            sql: format!(
+                "SELECT date_trunc('minute', ts) AS minute, avg(x) AS avg_x, max(z) AS max_z, count(*) AS n \
+                 FROM samples_accelerometer WHERE sensor_id = 'acc-042' AND date BETWEEN DATE '{first}' AND DATE '{last}' \
+                 GROUP BY 1 ORDER BY 1"
+            ),
+            check: vec!["avg_x", "max_z", "n"],
+        },
+    ]
+}
+
+/// Writes the lake: every sensor every `interval` seconds for `days` days, in time order,
+/// as consumed from a 6-partition topic (partition = sensor % 6), flushed every
+/// `flush_secs` of data. Sensors 0-19 are worn by participants P01-P04 (5 each) in four
+/// 2-hour recordings a day from 09:00 (UTC).
+fn generate(lake: &Path, args: &Args) -> anyhow::Result<(u64, usize, Duration)> {
+    let started = Instant::now();
+    let registry = Arc::new(Registry::default_lab());
+    let mut writer = LakeWriter::open(lake, registry)?;
+    let t0 = Utc
+        .from_utc_datetime(&start_date().and_hms_opt(0, 0, 0).unwrap())
+        .timestamp_micros();
+    let steps = args.days * 86_400 / args.interval_secs;
+    let per_flush = (args.flush_secs / args.interval_secs).max(1);
+    let mut offsets = [0_i64; PARTITIONS as usize];
+    let mut seqs = vec![0_i64; args.sensors];
+    let ids: Vec<SensorId> = (0..args.sensors)
+        .map(|i| SensorId::new(format!("acc-{i:03}")))
+        .collect();
+    let sensor_type = SensorType::new("accelerometer");
+    let tasks = ["rest", "stroop", "nback", "rest2"];
+    let mut rows = 0_u64;
+    let mut files = 0_usize;
+    for step in 0..steps {
+        let base = t0 + step * args.interval_secs * 1_000_000;
+        let secs_of_day = (step * args.interval_secs) % 86_400;
+        let day = (step * args.interval_secs) / 86_400;
+        let slot = (secs_of_day >= 9 * 3600 && secs_of_day < 17 * 3600)
+            .then(|| (secs_of_day - 9 * 3600) / 7200);
+        for (i, id) in ids.iter().enumerate() {
+            let p = (i as i32) % PARTITIONS;
+            let offset = offsets[p as usize];
+            offsets[p as usize] += 1;
+            seqs[i] += 1;
+            let ts = base + (i as i64) * 37_000;
+            let phase = (step as f64) * 0.01 + i as f64;
+            let sample = Sample {
+                sensor_id: id.clone(),
+                sensor_type: sensor_type.clone(),
+                ts: Timestamp::from_micros(ts),
+                seq: Some(seqs[i]),
+                values: BTreeMap::from([
+                    ("x".to_owned(), FieldValue::Double(phase.sin() * 2.0)),
+                    ("y".to_owned(), FieldValue::Double(phase.cos() * 2.0)),
+                    (
+                        "z".to_owned(),
+                        FieldValue::Double(9.81 + ((step + i as i64) % 17) as f64 / 100.0),
+                    ),
+                ]),
+                tags: BTreeMap::from([("room".to_owned(), format!("lab-{}", i % 4))]),
+                received_at: Timestamp::from_micros(ts + 150_000),
+            };
+            let context = match slot {
+                Some(s) if i < 20 => {
+                    let participant = format!("P{:02}", i / 5 + 1);
+                    Some(RecordingContext {
+                        experiment_id: EXPERIMENT.into(),
+                        recording_id: format!("rec-{participant}-d{day}-s{s}").into(),
+                        participant_id: participant.into(),
+                        task_id: tasks[s as usize].into(),
+                    })
+                }
+                _ => None,
+            };
+            let record = Record {
+                topic: TOPIC.to_owned(),
+                partition: p,
+                offset,
+                key: None,
+                payload: None,
+                timestamp_ms: Some(ts / 1000),
+            };
+            match writer.add(&record, EnrichedSample { sample, context }) {
+                Added::Buffered => rows += 1,
+                other => bail!("the lake writer did not take a sample: {other:?}"),
+            }
+        }
+        if (step + 1) % per_flush == 0 {
+            files += writer.flush()?.len();
+        }
+    }
+    files += writer.flush()?.len();
+    Ok((rows, files, started.elapsed()))
+}
+
+fn lake_files(lake: &Path) -> (usize, u64) {
+    fn walk(dir: &Path, acc: &mut (usize, u64)) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, acc);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                acc.0 += 1;
+                acc.1 += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    let mut acc = (0, 0);
+    walk(&lake.join("samples"), &mut acc);
+    acc
+}
+
+/// Row count and sums of the check columns of a CSV result with a header.
+fn outcome_of(csv: &str, check: &[&str]) -> anyhow::Result<Outcome> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let mut idx = Vec::new();
+    for col in check {
+        let i = header
+            .iter()
+            .position(|h| h.trim_matches('"') == *col)
+            .with_context(|| format!("no column {col} in the result ({header:?})"))?;
+        idx.push((*col, i));
+    }
+    let mut out = Outcome::default();
+    for (col, _) in &idx {
+        out.sums.insert((*col).to_owned(), 0.0);
+    }
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        out.rows += 1;
+        let fields: Vec<&str> = line.split(',').collect();
+        for (col, i) in &idx {
+            let v = fields.get(*i).copied().unwrap_or_default();
+            if !v.is_empty() {
+                let v: f64 = v
+                    .parse()
+                    .with_context(|| format!("{col} = {v:?} is not a number"))?;
+                *out.sums.get_mut(*col).unwrap() += v;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `labstream query SQL --lake LAKE -f csv -o FILE`; the wall time of the process.
+fn run_labstream(args: &Args, lake: &Path, sql: &str, out: &Path) -> anyhow::Result<(f64, String)> {
+    let t = Instant::now();
+    let status = Command::new(&args.labstream)
+        .arg("query")
+        .arg(sql)
+        .arg("--lake")
+        .arg(lake)
+        .args(["-f", "csv", "-o"])
+        .arg(out)
+        .status()
+        .context("running labstream query")?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if !status.success() {
+        bail!("labstream query failed ({status}): {sql}");
+    }
+    Ok((ms, std::fs::read_to_string(out)?))
+}
+
+fn same(a: &Outcome, b: &Outcome) -> Result<(), String> {
+    if a.rows != b.rows {
+        return Err(format!("rows {} vs {}", a.rows, b.rows));
+    }
+    for (k, va) in &a.sums {
+        let vb = b.sums.get(k).copied().unwrap_or(f64::NAN);
+        let tol = 1e-6 * va.abs().max(vb.abs()).max(1.0);
+        if (va - vb).abs() > tol {
+            return Err(format!("sum({k}) {va} vs {vb}"));
+        }
+    }
+    Ok(())
+}
+
+struct Env {
+    duckdb: String,
+    pyarrow: String,
+    threads: String,
+}
+
+fn run_duckdb(args: &Args, lake: &Path, queries_json: &Path) -> anyhow::Result<DuckOut> {
+    let out = Command::new(&args.python)
+        .arg(&args.duckdb_script)
+        .arg(lake)
+        .arg(queries_json)
+        .output()
+        .context("running the DuckDB script")?;
+    if !out.status.success() {
+        bail!(
+            "the DuckDB script failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// One lake state: a warm-up round, then `rounds` rounds; each round runs every query
+/// with labstream, then the DuckDB script (every query once).
+async fn time_state(
+    state: &str,
+    lake: &Path,
+    qs: &[Query],
+    args: &Args,
+    queries_json: &Path,
+    timings: &mut Timings,
+    env: &mut Option<Env>,
+    mismatches: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let csv_out = args.results.join("labstream-result.csv");
+    for round in 0..=args.rounds {
+        let measured = round > 0;
+        for q in qs {
+            let (ms, csv) = run_labstream(args, lake, &q.sql, &csv_out)
+                .with_context(|| format!("labstream: query {}", q.name))?;
+            let outcome = outcome_of(&csv, &q.check)?;
+            eprintln!(
+                "querybench: {state} round {round} labstream {:<20} {:>9.1} ms, {} rows",
+                q.name, ms, outcome.rows
+            );
+            check(
+                timings,
+                mismatches,
+                &format!("{state}/labstream"),
+                q.name,
+                &outcome,
+            );
+            if measured {
+                push(timings, state, "labstream", q.name, ms);
+            }
+        }
+        let duck = run_duckdb(args, lake, queries_json)?;
+        *env = Some(Env {
+            duckdb: duck.duckdb.clone(),
+            pyarrow: duck.pyarrow.clone(),
+            threads: duck.threads.to_string(),
+        });
+        for d in duck.queries {
+            eprintln!(
+                "querybench: {state} round {round} duckdb    {:<20} {:>9.1} ms, {} rows",
+                d.name, d.ms, d.rows
+            );
+            let outcome = Outcome {
+                rows: d.rows,
+                sums: d.sums,
+            };
+            let name = qs.iter().find(|q| q.name == d.name).unwrap().name;
+            check(
+                timings,
+                mismatches,
+                &format!("{state}/duckdb"),
+                name,
+                &outcome,
+            );
+            if measured {
+                push(timings, state, "duckdb", name, d.ms);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn push(t: &mut Timings, state: &str, engine: &str, query: &str, ms: f64) {
+    t.ms.entry(format!("{state}/{engine}"))
+        .or_default()
+        .entry(query.to_owned())
+        .or_default()
+        .push(ms);
+}
+
+/// The first result of a query is the reference; every later one (either engine, either
+/// lake state) must match it.
+fn check(t: &mut Timings, mismatches: &mut Vec<String>, who: &str, query: &str, o: &Outcome) {
+    match t.outcome.get(query) {
+        None => {
+            t.outcome.insert(query.to_owned(), o.clone());
+        }
+        Some(reference) => {
+            if let Err(e) = same(reference, o) {
+                mismatches.push(format!("{query} ({who}): {e}"));
+            }
+        }
+    }
+}
+
+fn fmt_ms(s: &Spread) -> String {
+    if s.median >= 100.0 {
+        format!("{:.0} ({:.0}-{:.0})", s.median, s.min, s.max)
+    } else {
+        format!("{:.1} ({:.1}-{:.1})", s.median, s.min, s.max)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let lake = args.work.join("lake");
+    if lake.exists() {
+        std::fs::remove_dir_all(&lake)?;
+    }
+    std::fs::create_dir_all(&lake)?;
+    std::fs::create_dir_all(&args.results)?;
+    let qs = queries(args.days);
+    let queries_json = args.results.join("queries.json");
+    std::fs::write(&queries_json, serde_json::to_vec_pretty(&qs)?)?;
+
+    eprintln!("querybench: writing the lake into {}", lake.display());
+    let (rows, files_written, gen_time) = generate(&lake, &args)?;
+    let (files_before, bytes_before) = lake_files(&lake);
+    eprintln!(
+        "querybench: {rows} samples, {files_written} files ({:.0} MB) in {:.1} s",
+        bytes_before as f64 / 1e6,
+        gen_time.as_secs_f64()
+    );
+
+    let mut timings = Timings::default();
+    let mut env = None;
+    let mut mismatches = Vec::new();
+    time_state(
+        "uncompacted",
+        &lake,
+        &qs,
+        &args,
+        &queries_json,
+        &mut timings,
+        &mut env,
+        &mut mismatches,
+    )
+    .await?;
+
+    eprintln!("querybench: compacting");
+    let options = CompactOptions {
+        delete_grace: Duration::ZERO,
+        ..CompactOptions::default()
+    };
+    let registry = Registry::default_lab();
+    let lake2 = lake.clone();
+    let report =
+        tokio::task::spawn_blocking(move || compact(&lake2, &registry, &options)).await??;
+    if !report.failed.is_empty() {
+        bail!("compaction failed in {} directories", report.failed.len());
+    }
+    let (files_after, bytes_after) = lake_files(&lake);
+    eprintln!(
+        "querybench: compacted in {:.1} s: {} -> {} files, {} rows",
+        report.elapsed.as_secs_f64(),
+        files_before,
+        files_after,
+        report.rows_out
+    );
+    if report.rows_out != rows {
+        mismatches.push(format!(
+            "compaction wrote {} rows, the lake had {rows}",
+            report.rows_out
+        ));
+    }
+    time_state(
+        "compacted",
+        &lake,
+        &qs,
+        &args,
+        &queries_json,
+        &mut timings,
+        &mut env,
+        &mut mismatches,
+    )
+    .await?;
+    std::fs::write(
+        args.results.join("timings.json"),
+        serde_json::to_vec_pretty(&timings)?,
+    )?;
+
+    let env = env.unwrap();
+    let spread =
+        |key: &str, q: &str| -> Spread { Spread::of(timings.ms[key][q].iter().copied()).unwrap() };
+    let mut s = String::new();
+    writeln!(s, "{BEGIN}")?;
+    writeln!(
+        s,
+        "## Queries: labstream vs DuckDB, uncompacted vs compacted lake"
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Written by `{}` at {} UTC (commit {}).",
+        args.command,
+        Utc::now().format("%Y-%m-%d %H:%M"),
+        args.commit
+    )?;
+    writeln!(s)?;
+    writeln!(s, "- **Machine**: {}.", process_stats::machine())?;
+    if !args.shared.is_empty() {
+        writeln!(s, "- **Also running** (shared machine): {}.", args.shared)?;
+    }
+    writeln!(
+        s,
+        "- **Versions**: {}; labstream's engine is DataFusion (`labstream query`, `labstream_api::QueryEngine` with its default limits); DuckDB {} (Python, pyarrow {}, threads {}).",
+        args.rustc, env.duckdb, env.pyarrow, env.threads
+    )?;
+    writeln!(
+        s,
+        "- **Lake**: {rows} accelerometer samples (x, y, z; {} sensors every {} s for {} days, 6 topic partitions) written by `LakeWriter` with a flush every {} s of data, as a live sink does: {files_before} files, {:.0} MB. Sensors 0-19 are worn by 4 participants in 4 two-hour recordings a day (`experiment=stroop-2026`), the rest in `experiment=none`. Written in {:.0} s.",
+        args.sensors,
+        args.interval_secs,
+        args.days,
+        args.flush_secs,
+        bytes_before as f64 / 1e6,
+        gen_time.as_secs_f64()
+    )?;
+    writeln!(
+        s,
+        "- **Compaction** (`labstream_sinks::lake::compact`, default options, no grace): {files_before} -> {files_after} files, {:.0} MB, in {:.1} s.",
+        bytes_after as f64 / 1e6,
+        report.elapsed.as_secs_f64()
+    )?;
+    writeln!(
+        s,
+        "- **Method**: per lake state, a warm-up round then {} measured rounds; a round runs every query once with labstream (`labstream query \"<sql>\" --lake <lake> -f csv -o <file>`, release build, timed as the whole process: start-up, listing the files, planning, running, writing the CSV; so labstream's figures include a process start that DuckDB's do not) and then once in DuckDB (a Python process per round: `execute(...).to_arrow_table()`, the view creation not timed). DuckDB reads a view per type, `read_parquet('<lake>/samples/accelerometer/**/*.parquet', hive_partitioning = true)` with `date` DATE and `experiment` VARCHAR, named like labstream's table, so both run the very same SQL text. Figures: wall-clock ms, median (min-max). Files are in the page cache (just written).",
+        args.rounds
+    )?;
+    writeln!(
+        s,
+        "- **Same results**: every run of every query, both engines, both lake states, has the row count and the sums of the checked columns of the first run (relative 1e-6): {}.",
+        if mismatches.is_empty() {
+            "yes".to_owned()
+        } else {
+            format!("**NO**: {}", mismatches.join("; "))
+        }
+    )?;
+    writeln!(s)?;
+    writeln!(s, "| query | SQL |")?;
+    writeln!(s, "|---|---|")?;
+    for q in &qs {
+        writeln!(s, "| `{}`: {} | `{}` |", q.name, q.what, q.sql)?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| query | rows | lake | labstream ms | DuckDB ms | labstream / DuckDB | target <= {TARGET_RATIO}x |"
+    )?;
+    writeln!(s, "|---|---:|---|---:|---:|---:|---|")?;
+    let mut ratio_ok = 0;
+    let mut ratio_n = 0;
+    for q in &qs {
+        for state in ["uncompacted", "compacted"] {
+            let l = spread(&format!("{state}/labstream"), q.name);
+            let d = spread(&format!("{state}/duckdb"), q.name);
+            let ratio = l.median / d.median;
+            ratio_n += 1;
+            let ok = ratio <= TARGET_RATIO;
+            ratio_ok += ok as usize;
+            writeln!(
+                s,
+                "| `{}` | {} | {state} | {} | {} | {:.2}x | {} |",
+                q.name,
+                timings.outcome[q.name].rows,
+                fmt_ms(&l),
+                fmt_ms(&d),
+                ratio,
+                if ok { "met" } else { "**missed**" }
+            )?;
+        }
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| query | labstream uncompacted / compacted | target >= {TARGET_SPEEDUP}x | DuckDB uncompacted / compacted |"
+    )?;
+    writeln!(s, "|---|---:|---|---:|")?;
+    let mut speed_ok = 0;
+    for q in &qs {
+        let lu = spread("uncompacted/labstream", q.name).median;
+        let lc = spread("compacted/labstream", q.name).median;
+        let du = spread("uncompacted/duckdb", q.name).median;
+        let dc = spread("compacted/duckdb", q.name).median;
+        let ok = lu / lc >= TARGET_SPEEDUP;
+        speed_ok += ok as usize;
+        writeln!(
+            s,
+            "| `{}` | {:.1}x | {} | {:.1}x |",
+            q.name,
+            lu / lc,
+            if ok { "met" } else { "**missed**" },
+            du / dc
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "**Verdict**: within {TARGET_RATIO}x of DuckDB in {ratio_ok} of {ratio_n} query/lake cases; compaction >= {TARGET_SPEEDUP}x faster in {speed_ok} of {} queries. Raw timings: `{}`.",
+        qs.len(),
+        args.results.join("timings.json").display()
+    )?;
+    writeln!(s)?;
+    writeln!(s, "{END}")?;
+
+    let existing = std::fs::read_to_string(&args.out).unwrap_or_default();
+    std::fs::write(&args.out, splice_between(&existing, &s, BEGIN, END))?;
+    eprintln!("querybench: wrote {}", args.out.display());
+    print!("{s}");
+    if !mismatches.is_empty() {
+        bail!("the engines disagree: {}", mismatches.join("; "));
+    }
+    Ok(())
+}
