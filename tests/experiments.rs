@@ -258,7 +258,9 @@ async fn samples_carry_the_recording_they_were_taken_in() {
     let (p_start, p_stop) = interval(&rec_p);
     let p_stop = p_stop.expect("rec-p is stopped");
     let (q_start, _) = interval(&rec_q);
-    let mut expected: BTreeMap<(i64, i64), Option<(&str, &str, &str)>> = BTreeMap::new();
+    // (ts, seq) -> (recording, participant, task) or none.
+    type Tag = Option<(&'static str, &'static str, &'static str)>;
+    let mut expected: BTreeMap<(i64, i64), Tag> = BTreeMap::new();
     let all: Vec<i64> = [&before, &early, &during_p, &between, &during_q]
         .into_iter()
         .flatten()
