@@ -6,75 +6,13 @@
 
 mod support;
 
-use futures::TryStreamExt;
-use mongodb::bson::{Document, doc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::power::{Contents, T0, lake_rows, mongo_rows};
 use support::{TestStack, Worker};
 
-/// (sensor_id, ts in µs) -> watts
-type Contents = BTreeMap<(String, i64), f64>;
-
 const DAY_US: i64 = 86_400_000_000;
-const T0: i64 = 1_795_392_000_000_000; // 2026-11-23T00:00:00Z
-
-fn lake_rows(stack: &TestStack) -> (usize, Contents) {
-    let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
-        .args(["query", "--lake"])
-        .arg(&stack.lake)
-        .args([
-            "-f",
-            "json",
-            "SELECT sensor_id, CAST(ts AS BIGINT) AS ts_us, watts FROM samples_power",
-        ])
-        .env("LABSTREAM__AUTH__DISABLED", "true")
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return (0, Contents::new());
-    }
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let contents = rows
-        .iter()
-        .map(|r| {
-            (
-                (
-                    r["sensor_id"].as_str().unwrap().to_owned(),
-                    r["ts_us"].as_i64().unwrap(),
-                ),
-                r["watts"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    (rows.len(), contents)
-}
-
-async fn mongo_rows(db: &mongodb::Database) -> (usize, Contents) {
-    let docs: Vec<Document> = db
-        .collection::<Document>("samples_power")
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let contents = docs
-        .iter()
-        .map(|d| {
-            (
-                (
-                    d.get_str("sensor_id").unwrap().to_owned(),
-                    d.get_i64("ts_us").unwrap(),
-                ),
-                d.get_document("values").unwrap().get_f64("watts").unwrap(),
-            )
-        })
-        .collect();
-    (docs.len(), contents)
-}
 
 async fn wait_for(stack: &TestStack, db: &mongodb::Database, want: &Contents, workers: &[&Worker]) {
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use labstream_schemas::auth::{Scope, Verifier, bearer_token};
+use labstream_schemas::auth::{Scope, Verifier};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -53,13 +53,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<()> {
-    if let Some(verifier) = &state.auth {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let claims = verifier.verify(bearer_token(value)?)?;
-        claims.require(Scope::Query)?;
-    }
+    crate::http::authorize(state.auth.as_ref(), headers, &[Scope::Query])?;
     Ok(())
 }
 

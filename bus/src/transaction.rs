@@ -148,6 +148,21 @@ impl TransactionalProducer {
             .map_err(txn_error)
     }
 
+    /// Runs `body` (sends, then a commit) in a new transaction. When it fails, the
+    /// transaction is aborted, unless this producer was fenced (a fenced producer can
+    /// neither commit nor abort; its successor aborts what it left open).
+    pub fn transact(&self, body: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
+        self.begin()?;
+        let result = body(self);
+        if let Err(e) = &result
+            && !matches!(e, Error::Fenced(_))
+            && let Err(abort) = self.abort()
+        {
+            tracing::warn!(error = %abort, transactional_id = %self.transactional_id, "aborting a failed transaction failed");
+        }
+        result
+    }
+
     /// Drops everything sent since `begin`.
     pub fn abort(&self) -> Result<()> {
         self.inner

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod power;
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use labstream_schemas::alert_rule::RuleDefinition;
-use labstream_schemas::auth::{AuthError, Scope, Verifier, bearer_token};
+use labstream_schemas::auth::{AuthError, Scope, Verifier};
 use labstream_schemas::{AlertRule, Severity, Timestamp};
 use serde::Serialize;
 use std::convert::Infallible;
@@ -151,34 +151,16 @@ impl IntoResponse for ApiError {
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 fn authorize(state: &AlertsState, headers: &HeaderMap, scope: Scope) -> Result<()> {
-    let Some(verifier) = &state.auth else {
-        return Ok(());
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let claims = verifier.verify(bearer_token(value)?)?;
-    claims.require(scope)?;
+    crate::http::authorize(state.auth.as_ref(), headers, &[scope])?;
     Ok(())
 }
 
-/// `If-Match: "3"` -> Some(3); `*` or none -> None.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))?
-        .trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let digits = text.trim_start_matches("W/").trim_matches('"');
-    digits.parse().map(Some).map_err(|_| {
-        ApiError::BadRequest(format!(
+    crate::http::if_match(headers).map_err(|e| match e {
+        crate::http::BadIfMatch::NotText => ApiError::BadRequest("If-Match is not text".into()),
+        crate::http::BadIfMatch::Unknown(text) => ApiError::BadRequest(format!(
             "If-Match {text:?} is not a revision this API gave out (an ETag like \"3\")"
-        ))
+        )),
     })
 }
 
@@ -202,12 +184,7 @@ fn view(rule: &AlertRule) -> RuleView {
 }
 
 fn rule_response(status: StatusCode, rule: &AlertRule) -> Response {
-    let mut response = (status, Json(view(rule))).into_response();
-    response.headers_mut().insert(
-        header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", rule.revision)).expect("digits"),
-    );
-    response
+    crate::http::with_etag(status, rule.revision, view(rule))
 }
 
 async fn list_rules(State(state): State<Arc<AlertsState>>, headers: HeaderMap) -> Result<Response> {

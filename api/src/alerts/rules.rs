@@ -260,18 +260,13 @@ impl RuleStore {
             let producer = writer.producer.clone().expect("created above");
             let topic = self.inner.config.rules_topic.clone();
             let committed = tokio::task::spawn_blocking(move || {
-                producer.begin()?;
-                let sent = match &payload {
-                    Some(bytes) => producer.send(&topic, key.as_bytes(), bytes),
-                    None => producer.send_tombstone(&topic, key.as_bytes()),
-                }
-                .and_then(|()| producer.commit_without_offsets());
-                if let Err(e) = &sent
-                    && !matches!(e, labstream_bus::Error::Fenced(_))
-                {
-                    let _ = producer.abort();
-                }
-                sent
+                producer.transact(|p| {
+                    match &payload {
+                        Some(bytes) => p.send(&topic, key.as_bytes(), bytes)?,
+                        None => p.send_tombstone(&topic, key.as_bytes())?,
+                    }
+                    p.commit_without_offsets()
+                })
             })
             .await
             .map_err(|e| RuleError::Unavailable(e.to_string()))?;

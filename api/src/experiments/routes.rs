@@ -5,13 +5,14 @@
 //! (PUT) requires `If-Match` so two operators cannot silently overwrite each other.
 
 use super::store::{ExperimentStore, StoreError};
+use crate::http::{BadIfMatch, with_etag};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use labstream_schemas::auth::{AuthError, Scope, Verifier, bearer_token};
+use labstream_schemas::auth::{AuthError, Scope, Verifier};
 use labstream_schemas::experiment::{
     Command, ConfiguredSensor, ExperimentDefinition, ExperimentState, ProgressStatus, Rejection,
     SensorConfig, check_id,
@@ -175,50 +176,22 @@ type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// The token's subject, after checking it may use `scopes` (any of them).
 fn authorize(state: &ExperimentsState, headers: &HeaderMap, scopes: &[Scope]) -> Result<String> {
-    let Some(verifier) = &state.auth else {
-        return Ok("anonymous".to_owned());
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let claims = verifier.verify(bearer_token(value)?)?;
-    if !scopes.iter().any(|s| claims.has_scope(*s)) {
-        claims.require(scopes[0])?;
-    }
-    Ok(claims.sub)
+    Ok(
+        crate::http::authorize(state.auth.as_ref(), headers, scopes)?
+            .map_or_else(|| "anonymous".to_owned(), |c| c.sub),
+    )
 }
 
 const WRITE: &[Scope] = &[Scope::ExperimentsWrite];
 const READ: &[Scope] = &[Scope::ExperimentsWrite, Scope::Query];
 
-/// `If-Match: "3"` (or `W/"3"`, or `*` for "whatever version") -> Some(3).
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))?
-        .trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let digits = text.trim_start_matches("W/").trim_matches('"');
-    digits.parse().map(Some).map_err(|_| {
-        ApiError::BadRequest(format!(
+    crate::http::if_match(headers).map_err(|e| match e {
+        BadIfMatch::NotText => ApiError::BadRequest("If-Match is not text".into()),
+        BadIfMatch::Unknown(text) => ApiError::BadRequest(format!(
             "If-Match {text:?} is not a version this API gave out (an ETag like \"3\")"
-        ))
+        )),
     })
-}
-
-fn etag(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
-}
-
-fn with_etag(status: StatusCode, version: i64, body: impl Serialize) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(header::ETAG, etag(version));
-    response
 }
 
 fn experiment_response(
@@ -226,8 +199,19 @@ fn experiment_response(
     id: &ExperimentId,
     status: StatusCode,
 ) -> Result<Response> {
+    experiment_part(store, id, status, |e| e)
+}
+
+/// A part of experiment `id` (all of it, its recordings, ...) with the experiment's
+/// version as `ETag`; 404 when there is no such experiment.
+fn experiment_part<T: Serialize + ?Sized>(
+    store: &ExperimentStore,
+    id: &ExperimentId,
+    status: StatusCode,
+    part: impl for<'a> FnOnce(&'a ExperimentState) -> &'a T,
+) -> Result<Response> {
     store.read(|p| match p.site.experiments.get(id) {
-        Some(e) => Ok(with_etag(status, e.version, e)),
+        Some(e) => Ok(with_etag(status, e.version, part(e))),
         None => Err(Rejection::NotFound(format!("experiment {id} does not exist")).into()),
     })
 }
@@ -556,11 +540,7 @@ async fn list_recordings(
     headers: HeaderMap,
 ) -> Result<Response> {
     authorize(&state, &headers, READ)?;
-    let id = ExperimentId::from(id);
-    state.store.read(|p| match p.site.experiments.get(&id) {
-        Some(e) => Ok(with_etag(StatusCode::OK, e.version, &e.recordings)),
-        None => Err(Rejection::NotFound(format!("experiment {id} does not exist")).into()),
-    })
+    experiment_part(&state.store, &id.into(), StatusCode::OK, |e| &e.recordings)
 }
 
 async fn start_recording(
@@ -627,11 +607,7 @@ async fn get_logbook(
     headers: HeaderMap,
 ) -> Result<Response> {
     authorize(&state, &headers, READ)?;
-    let id = ExperimentId::from(id);
-    state.store.read(|p| match p.site.experiments.get(&id) {
-        Some(e) => Ok(with_etag(StatusCode::OK, e.version, &e.logbook)),
-        None => Err(Rejection::NotFound(format!("experiment {id} does not exist")).into()),
-    })
+    experiment_part(&state.store, &id.into(), StatusCode::OK, |e| &e.logbook)
 }
 
 async fn add_logbook_entry(
@@ -674,11 +650,7 @@ async fn get_progress(
     headers: HeaderMap,
 ) -> Result<Response> {
     authorize(&state, &headers, READ)?;
-    let id = ExperimentId::from(id);
-    state.store.read(|p| match p.site.experiments.get(&id) {
-        Some(e) => Ok(with_etag(StatusCode::OK, e.version, &e.progress)),
-        None => Err(Rejection::NotFound(format!("experiment {id} does not exist")).into()),
-    })
+    experiment_part(&state.store, &id.into(), StatusCode::OK, |e| &e.progress)
 }
 
 async fn record_progress(
@@ -699,10 +671,7 @@ async fn record_progress(
         note: body.note,
     };
     state.store.execute(command, &actor, expected).await?;
-    state.store.read(|p| {
-        let e: &ExperimentState = &p.site.experiments[&id];
-        Ok(with_etag(StatusCode::OK, e.version, &e.progress))
-    })
+    experiment_part(&state.store, &id, StatusCode::OK, |e| &e.progress)
 }
 
 async fn get_events(

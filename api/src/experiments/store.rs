@@ -177,16 +177,10 @@ impl ExperimentStore {
             let topic = self.inner.config.topic.clone();
             let key = self.inner.config.site_id.clone();
             let committed = tokio::task::spawn_blocking(move || {
-                producer.begin()?;
-                let sent = producer
-                    .send(&topic, key.as_bytes(), &bytes)
-                    .and_then(|()| producer.commit_without_offsets());
-                if let Err(e) = &sent
-                    && !matches!(e, labstream_bus::Error::Fenced(_))
-                {
-                    let _ = producer.abort();
-                }
-                sent
+                producer.transact(|p| {
+                    p.send(&topic, key.as_bytes(), &bytes)?;
+                    p.commit_without_offsets()
+                })
             })
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;

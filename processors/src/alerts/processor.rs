@@ -646,23 +646,15 @@ impl AlertsProcessor {
         let consumer = self.consumer.clone();
         let state_topic = self.topics.alerts_state();
         tokio::task::spawn_blocking(move || -> labstream_bus::Result<()> {
-            producer.begin()?;
-            let sent = (|| {
+            producer.transact(|p| {
                 for (topic, key, payload) in &outbox.events {
-                    producer.send(topic, key.as_bytes(), payload)?;
+                    p.send(topic, key.as_bytes(), payload)?;
                 }
                 for (key, payload) in &outbox.states {
-                    producer.send(&state_topic, key.as_bytes(), payload)?;
+                    p.send(&state_topic, key.as_bytes(), payload)?;
                 }
-                producer.commit(&positions, &consumer)
-            })();
-            if let Err(e) = &sent
-                && e.is_retryable()
-                && let Err(abort) = producer.abort()
-            {
-                tracing::warn!(error = %abort, "alerts: aborting the transaction failed");
-            }
-            sent
+                p.commit(&positions, &consumer)
+            })
         })
         .await
         .map_err(|e| Error::Config(format!("transaction task failed: {e}")))?

@@ -265,8 +265,7 @@ impl Enrichment {
             let dlq = dlq.clone();
             let count = outputs.len();
             tokio::task::spawn_blocking(move || -> Result<()> {
-                producer.begin()?;
-                let sent = (|| {
+                let sent = producer.transact(|producer| {
                     for (key, bytes) in &outputs {
                         producer.send(&enriched, key, bytes)?;
                     }
@@ -290,12 +289,7 @@ impl Enrichment {
                         )?;
                     }
                     producer.commit(&positions, &consumer_for_commit)
-                })();
-                if let Err(e) = &sent
-                    && !matches!(e, labstream_bus::Error::Fenced(_))
-                {
-                    let _ = producer.abort();
-                }
+                });
                 Ok(sent?)
             })
             .await

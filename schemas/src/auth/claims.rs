@@ -135,6 +135,15 @@ impl Claims {
         }
     }
 
+    /// `Forbidden` unless the token grants one of `scopes` (the error names the first).
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<(), AuthError> {
+        match scopes {
+            [] => Ok(()),
+            [first, ..] if !scopes.iter().any(|s| self.has_scope(*s)) => self.require(*first),
+            _ => Ok(()),
+        }
+    }
+
     /// `Forbidden` unless the token may write samples of `sensor_id`.
     pub fn require_sensor(&self, sensor_id: &str) -> Result<(), AuthError> {
         if self.may_write_sensor(sensor_id) {
