@@ -70,6 +70,25 @@ impl Positions {
 struct GroupContext {
     generation: AtomicU64,
     assigned: Mutex<BTreeSet<(String, i32)>>,
+    /// The generation each topic-partition was last revoked at (after the increment).
+    revoked_at: Mutex<BTreeMap<(String, i32), u64>>,
+}
+
+impl GroupContext {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The topic-partitions revoked after `generation` (some may be assigned again).
+    fn revoked_since(&self, generation: u64) -> BTreeSet<(String, i32)> {
+        self.revoked_at
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(_, at)| **at > generation)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
 }
 
 impl ClientContext for GroupContext {}
@@ -78,10 +97,13 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut assigned = self.assigned.lock().expect("not poisoned");
+            let mut revoked_at = self.revoked_at.lock().expect("not poisoned");
+            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
             for e in tpl.elements() {
-                assigned.remove(&(e.topic().to_owned(), e.partition()));
+                let tp = (e.topic().to_owned(), e.partition());
+                assigned.remove(&tp);
+                revoked_at.insert(tp, generation);
             }
-            self.generation.fetch_add(1, Ordering::SeqCst);
             tracing::info!(partitions = tpl.count(), "partitions revoked");
         }
     }
@@ -96,6 +118,44 @@ impl ConsumerContext for GroupContext {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
         }
     }
+}
+
+/// Leaves out the records received before their partition was revoked. `changes` holds
+/// (index of the first record received at a generation, that generation), in order.
+fn drop_revoked(
+    batch: Vec<Record>,
+    first_generation: u64,
+    changes: &[(usize, u64)],
+    context: &GroupContext,
+) -> Vec<Record> {
+    let revoked_at = context.revoked_at.lock().expect("not poisoned");
+    let before = batch.len();
+    let mut change = changes.iter().peekable();
+    let mut received_at = first_generation;
+    let kept: Vec<Record> = batch
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            while let Some(&&(start, generation)) = change.peek() {
+                if start > i {
+                    break;
+                }
+                received_at = generation;
+                change.next();
+            }
+            let revoked_later = revoked_at
+                .get(&(r.topic.clone(), r.partition))
+                .is_some_and(|&at| at > received_at);
+            (!revoked_later).then_some(r)
+        })
+        .collect();
+    if kept.len() < before {
+        tracing::info!(
+            dropped = before - kept.len(),
+            "records received before their partition was revoked are read again"
+        );
+    }
+    kept
 }
 
 /// `fetch.queue.backoff.ms` of every `BatchConsumer` (librdkafka's default is 1000).
@@ -145,7 +205,15 @@ impl BatchConsumer {
     /// records must drop the buffers of revoked partitions when it changes, or it would
     /// write records another member now owns.
     pub fn assignment_generation(&self) -> u64 {
-        self.inner.context().generation.load(Ordering::SeqCst)
+        self.inner.context().generation()
+    }
+
+    /// The topic-partitions revoked since `generation` (a value of
+    /// `assignment_generation`), including those assigned again since: a partition that
+    /// was revoked is read again from its committed offset, so whatever a caller buffered
+    /// of it before must be dropped, even if this member owns it again.
+    pub fn revoked_since(&self, generation: u64) -> BTreeSet<(String, i32)> {
+        self.inner.context().revoked_since(generation)
     }
 
     /// The topic-partitions this member owns now.
@@ -196,6 +264,13 @@ impl BatchConsumer {
 
     /// Waits up to `max_wait` for records and returns at most `max_records` of them;
     /// an empty batch when nothing arrived or `cancel` fired, so callers can flush on time.
+    ///
+    /// Partitions can move while a batch is gathered (rebalance callbacks run inside the
+    /// poll). A record received before its partition was revoked is left out of the
+    /// batch: the partition's next owner (this member again, perhaps) reads it anew from
+    /// the committed offset, so within a batch offsets rise per partition and no record
+    /// of an earlier assignment follows one of the current. Callers compare
+    /// `assignment_generation` and ask `revoked_since` to drop what they buffered.
     pub async fn next_batch(
         &self,
         max_records: usize,
@@ -203,6 +278,11 @@ impl BatchConsumer {
         cancel: &CancellationToken,
     ) -> Result<Vec<Record>> {
         let deadline = Instant::now() + max_wait;
+        let context = self.inner.context();
+        let first_generation = context.generation();
+        let mut generation = first_generation;
+        // (index of the first record received at a generation, that generation).
+        let mut changes: Vec<(usize, u64)> = Vec::new();
         let mut batch = Vec::new();
         while batch.len() < max_records {
             let received = tokio::select! {
@@ -219,15 +299,25 @@ impl BatchConsumer {
                     tracing::warn!(error = %e, "consume error after a partial batch");
                     break;
                 }
-                Ok(Ok(m)) => batch.push(Record {
-                    topic: m.topic().to_owned(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                    timestamp_ms: m.timestamp().to_millis(),
-                }),
+                Ok(Ok(m)) => {
+                    let now = context.generation();
+                    if now != generation {
+                        generation = now;
+                        changes.push((batch.len(), now));
+                    }
+                    batch.push(Record {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        timestamp_ms: m.timestamp().to_millis(),
+                    });
+                }
             }
+        }
+        if context.generation() != first_generation {
+            batch = drop_revoked(batch, first_generation, &changes, context);
         }
         Ok(batch)
     }

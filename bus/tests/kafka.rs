@@ -103,3 +103,89 @@ async fn an_unreachable_broker_is_reported_not_hung() {
     let err = producer.send("nowhere", b"k", b"v").await.unwrap_err();
     assert!(err.is_retryable());
 }
+
+/// Partitions move while a member gathers a batch (another member joins and leaves
+/// again and again). A partition revoked mid-batch is read anew from its committed
+/// offset, so a batch must never hold records of an earlier assignment next to the
+/// re-read ones: per partition, offsets rise within every batch. Nothing is committed
+/// here, so every re-read starts at offset 0 and a stale record would show at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_never_mixes_records_of_an_earlier_assignment() {
+    let config = config();
+    probe(&config, Duration::from_secs(10))
+        .await
+        .expect("Kafka of the local stack must be running: infra/local/stack up");
+    let topic = format!("test.bus.rebalance.{}", uuid::Uuid::new_v4());
+    let group = format!("test-bus-rebalance-{}", uuid::Uuid::new_v4());
+    ensure_topics(&config, &[TopicSpec::new(&topic, 4)])
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+
+    // A steady stream, so the member is receiving when partitions move.
+    let producing = {
+        let (config, topic, cancel) = (config.clone(), topic.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let producer = Producer::new(&config).unwrap();
+            let mut i = 0u64;
+            while !cancel.is_cancelled() {
+                for _ in 0..50 {
+                    let key = format!("k{}", i % 16);
+                    let _ = producer.send(&topic, key.as_bytes(), b"v").await;
+                    i += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // Another member joins, reads a little and leaves, over and over.
+    let churning = {
+        let (config, topic, group, cancel) =
+            (config.clone(), topic.clone(), group.clone(), cancel.clone());
+        tokio::spawn(async move {
+            while !cancel.is_cancelled() {
+                let other = BatchConsumer::new(&config, &group, &[&topic]).unwrap();
+                let _ = other
+                    .next_batch(100_000, Duration::from_millis(2_500), &cancel)
+                    .await;
+                drop(other);
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+            }
+        })
+    };
+
+    let member = BatchConsumer::new(&config, &group, &[&topic]).unwrap();
+    let mut spanning = 0;
+    let mut revoked_seen = 0;
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(40) && spanning < 3 {
+        let before = member.assignment_generation();
+        let batch = member
+            .next_batch(1_000_000, Duration::from_secs(2), &cancel)
+            .await
+            .unwrap();
+        if member.assignment_generation() != before && !batch.is_empty() {
+            spanning += 1;
+            revoked_seen += member.revoked_since(before).len();
+        }
+        let mut last: std::collections::HashMap<i32, i64> = Default::default();
+        for r in &batch {
+            if let Some(prev) = last.insert(r.partition, r.offset) {
+                assert!(
+                    r.offset > prev,
+                    "partition {} went from offset {prev} back to {} within one batch",
+                    r.partition,
+                    r.offset
+                );
+            }
+        }
+    }
+    cancel.cancel();
+    producing.await.unwrap();
+    churning.await.unwrap();
+    assert!(
+        spanning >= 3,
+        "only {spanning} batches spanned a rebalance: the test did not exercise one"
+    );
+    assert!(revoked_seen > 0, "revoked_since reported nothing");
+}

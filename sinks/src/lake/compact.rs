@@ -849,7 +849,7 @@ fn remove(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::writer::LakeWriter;
+    use crate::lake::writer::{Added, LakeWriter};
     use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
     use labstream_bus::Record;
@@ -991,6 +991,36 @@ mod tests {
 
     fn key(r: &Row) -> (&str, i64, Option<i64>) {
         (r.0.as_str(), r.1, r.2)
+    }
+
+    /// A partition read again from an earlier offset (its consumer was rewound, or it
+    /// was revoked and assigned again) delivers records the writer holds already: they
+    /// are neither buffered twice nor written again after the flush.
+    #[test]
+    fn a_record_delivered_again_is_written_once() {
+        let root = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(root.path(), Arc::new(registry(false))).unwrap();
+        let s = |n: i64| sample("s1", T0 + n, Some(n), n as f64, None);
+        for offset in 10..13 {
+            assert_eq!(w.add(&record(0, offset), s(offset)), Added::Buffered);
+        }
+        // Read again from offset 10 before the flush: already buffered.
+        for offset in 10..13 {
+            assert_eq!(w.add(&record(0, offset), s(offset)), Added::AlreadyInLake);
+        }
+        assert_eq!(w.add(&record(0, 13), s(13)), Added::Buffered);
+        // Another partition's offsets are its own.
+        assert_eq!(w.add(&record(1, 10), s(100)), Added::Buffered);
+        assert_eq!(w.buffered_rows(), 5);
+        w.flush().unwrap();
+        // And again after the flush: in the lake already.
+        assert_eq!(w.add(&record(0, 12), s(12)), Added::AlreadyInLake);
+        assert_eq!(w.add(&record(0, 14), s(14)), Added::Buffered);
+        w.flush().unwrap();
+        let rows = live_rows(&dir(root.path()));
+        let mut seqs: Vec<i64> = rows.iter().map(|r| r.2.unwrap()).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, [10, 11, 12, 13, 14, 100]);
     }
 
     #[test]

@@ -114,15 +114,20 @@ impl LakeSink {
                 match self.consumer.next_batch(10_000, poll, &cancel).await {
                     Ok(batch) => {
                         // Partitions moved (a member joined, left or died): drop what
-                        // belongs to others now and re-read what they may have written.
+                        // was buffered of every revoked partition (a partition assigned
+                        // again is read anew from its committed offset) and re-read what
+                        // other members may have written.
                         let now = self.consumer.assignment_generation();
                         if now != generation {
+                            let revoked = self.consumer.revoked_since(generation);
                             generation = now;
                             owned.clear();
                             for (topic, partition) in self.consumer.assigned() {
                                 owned.entry(topic).or_default().insert(partition);
                             }
-                            let keep = |t: &str, p: i32| owns(&owned, t, p);
+                            let keep = |t: &str, p: i32| {
+                                owns(&owned, t, p) && !revoked.contains(&(t.to_owned(), p))
+                            };
                             self.writer_mut().retain_partitions(keep);
                             positions.retain(keep);
                             while let Err(e) = self.writer_mut().reload_high_water() {

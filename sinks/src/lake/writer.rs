@@ -26,7 +26,8 @@ pub(crate) const MAX_ROW_GROUP_ROWS: usize = 128 * 1024;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Added {
     Buffered,
-    /// A file of an earlier run already holds this record (re-delivery or replay).
+    /// A file of an earlier run already holds this record (re-delivery or replay), or
+    /// it is buffered already (its partition was read again from an earlier offset).
     AlreadyInLake,
     /// The record cannot be placed: the reason, for the dead-letter queue.
     Rejected(String),
@@ -216,6 +217,9 @@ impl LakeWriter {
             columns: ColumnBuffer::new(spec),
             built: None,
         });
+        if buffer.rows > 0 && record.offset <= buffer.last_offset {
+            return Added::AlreadyInLake;
+        }
         let before = buffer.columns.bytes();
         if let Err(e) = buffer.columns.push(&enriched) {
             return Added::Rejected(format!("the sample does not fit its table: {e}"));
