@@ -20,7 +20,7 @@ use labstream_schemas::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed transaction before the batch is processed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// While a batch fills, how often its evaluated records are checked for a transition
+/// (the most a transition waits before its batch is committed).
+const PENDING_CHECK: Duration = Duration::from_millis(2);
 
 /// `[processors.alerts]` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,7 +48,9 @@ pub struct AlertsConfig {
     pub instance_id: String,
     /// Most samples evaluated in one transaction.
     pub batch_max_records: usize,
-    /// Longest wait to fill a batch (adds to alert latency).
+    /// Longest wait to fill a batch. A batch with a transition is committed as soon as
+    /// the transition is decided, so this delays only quiet batches (fewer, larger
+    /// transactions) and transitions of time (absent sensors, `for` periods run out).
     #[serde(with = "humantime_serde")]
     pub batch_max_wait: Duration,
     /// How far event time may lag behind the newest sample (or, when idle, the clock)
@@ -171,6 +176,40 @@ impl Outbox {
     }
 }
 
+/// One transaction's worth of consumed records, evaluated as they arrive.
+#[derive(Debug, Default)]
+struct Batch {
+    positions: Positions,
+    outbox: Outbox,
+    /// Event time of the newest decoded sample.
+    newest: Option<Timestamp>,
+    /// Records of owned partitions consumed.
+    received: usize,
+    ended: Ended,
+}
+
+/// Why a batch stopped filling.
+#[derive(Clone, Copy, Debug, Default)]
+enum Ended {
+    /// A transition is pending: committed at once.
+    Transition,
+    /// `batch_max_records` reached.
+    Full,
+    /// `batch_max_wait` passed (or shutdown).
+    #[default]
+    Wait,
+}
+
+impl Ended {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Transition => "transition",
+            Self::Full => "full",
+            Self::Wait => "wait",
+        }
+    }
+}
+
 pub struct AlertsProcessor {
     kafka: KafkaConfig,
     config: AlertsConfig,
@@ -228,24 +267,119 @@ impl AlertsProcessor {
             while let Ok(records) = rules_rx.try_recv() {
                 self.apply_rule_records(records).await;
             }
-            let batch = match self
-                .consumer
-                .next_batch(
-                    self.config.batch_max_records,
-                    self.config.batch_max_wait,
-                    cancel,
-                )
-                .await
-            {
-                Ok(b) => b,
+            let started = Instant::now();
+            let mut batch = Batch::default();
+            match self.fill(&mut batch, cancel).await {
+                Ok(true) => {}
+                Ok(false) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "alerts: consume failed; retrying");
                     pause(cancel).await;
                     continue;
                 }
+            }
+            let filled = started.elapsed();
+            let Batch {
+                positions,
+                mut outbox,
+                newest,
+                received,
+                ended,
+            } = batch;
+            let lateness = micros(self.config.allowed_lateness);
+            let candidate = match newest {
+                Some(ts) => ts.as_micros().saturating_sub(lateness),
+                // Caught up: event time moves on with the clock, so silent sensors fire.
+                None if received == 0 => Timestamp::now().as_micros() - lateness,
+                None => i64::MIN,
+            };
+            if self.watermark.is_none_or(|w| candidate > w.as_micros()) {
+                self.watermark = Some(Timestamp::from_micros(candidate));
+                self.tick(&mut outbox);
+            }
+            // Outputs of rule changes ride along; they are kept until committed, while
+            // the batch's own outputs are decided again from the restored state.
+            let carried = std::mem::take(&mut self.carry);
+            outbox.append(carried.clone());
+            if outbox.is_empty() && positions.is_empty() {
+                continue;
+            }
+            let transitions = outbox.events.len();
+            let states = outbox.states.len();
+            let committing = Instant::now();
+            let result = self.transact(outbox, positions).await;
+            if result.is_err() {
+                self.carry.append(carried);
+            }
+            match result {
+                Ok(()) => {
+                    // Where a transition's latency goes: filling the batch, then the commit.
+                    tracing::debug!(
+                        records = received,
+                        transitions,
+                        states,
+                        ended = ended.as_str(),
+                        fill_ms = millis(filled),
+                        commit_ms = millis(committing.elapsed()),
+                        "alerts: batch committed"
+                    );
+                }
+                Err(Error::Kafka(e)) if !e.is_retryable() => return Err(Error::Kafka(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "alerts: transaction failed; the batch is evaluated again");
+                    pause(cancel).await;
+                    if let Err(e) = self.recover().await {
+                        tracing::warn!(error = %e, "alerts: recovery failed; retrying");
+                        self.generation = None;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumes and evaluates records into `batch` until it holds `batch_max_records`,
+    /// `batch_max_wait` has passed, or a transition is pending: a transition is committed
+    /// at once instead of waiting for the rest of the window, while quiet input still
+    /// fills batches (fewer transactions). Returns false when the batch was dropped
+    /// because the partitions moved under it; the records are then read again.
+    async fn fill(&mut self, batch: &mut Batch, cancel: &CancellationToken) -> Result<bool> {
+        let deadline = Instant::now() + self.config.batch_max_wait;
+        loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(PENDING_CHECK);
+            let records = match self
+                .consumer
+                .next_batch(
+                    self.config.batch_max_records - batch.received,
+                    slice,
+                    cancel,
+                )
+                .await
+            {
+                Ok(records) => records,
+                Err(e) if batch.received == 0 => return Err(e.into()),
+                Err(e) => {
+                    // What is evaluated already is committed; the rest comes next time.
+                    tracing::warn!(error = %e, "alerts: consume failed after a partial batch");
+                    batch.ended = Ended::Wait;
+                    return Ok(true);
+                }
             };
             let generation = self.consumer.assignment_generation();
             if self.generation != Some(generation) {
+                if batch.received > 0 {
+                    // Evaluated under the old assignment: drop it, back to the committed
+                    // offsets; the next batch restores the committed state first.
+                    tracing::info!(
+                        records = batch.received,
+                        "alerts: partitions moved during a batch; it is read again"
+                    );
+                    self.generation = None;
+                    self.consumer.rewind_to_committed(READ_TIMEOUT).await?;
+                    return Ok(false);
+                }
                 // Another member may have moved the machines of our new partitions on:
                 // the committed state is the truth.
                 self.generation = Some(generation);
@@ -261,65 +395,33 @@ impl AlertsProcessor {
                     tracing::warn!(error = %e, "alerts: restoring state failed; retrying");
                     self.generation = None;
                     pause(cancel).await;
-                    continue;
+                    return Ok(false);
                 }
             }
-            let batch: Vec<Record> = batch
+            let records: Vec<Record> = records
                 .into_iter()
                 .filter(|r| self.assigned.contains(&r.partition))
                 .collect();
-            let mut positions = Positions::default();
-            let mut outbox = Outbox::default();
-            let mut newest: Option<Timestamp> = None;
-            for record in &batch {
-                positions.advance(record);
+            for record in &records {
+                batch.received += 1;
+                batch.positions.advance(record);
                 let Some(sample) = self.decode_sample(record) else {
                     continue;
                 };
-                newest = newest.max(Some(sample.ts));
-                self.evaluate_sample(&sample, &mut outbox);
+                batch.newest = batch.newest.max(Some(sample.ts));
+                self.evaluate_sample(&sample, &mut batch.outbox);
             }
-            let lateness = micros(self.config.allowed_lateness);
-            let candidate = match newest {
-                Some(ts) => ts.as_micros().saturating_sub(lateness),
-                // Caught up: event time moves on with the clock, so silent sensors fire.
-                None if batch.is_empty() => Timestamp::now().as_micros() - lateness,
-                None => i64::MIN,
-            };
-            if self.watermark.is_none_or(|w| candidate > w.as_micros()) {
-                self.watermark = Some(Timestamp::from_micros(candidate));
-                self.tick(&mut outbox);
-            }
-            // Outputs of rule changes ride along; they are kept until committed, while
-            // the batch's own outputs are decided again from the restored state.
-            let carried = std::mem::take(&mut self.carry);
-            outbox.append(carried.clone());
-            if outbox.is_empty() && positions.is_empty() {
+            batch.ended = if !batch.outbox.events.is_empty() {
+                Ended::Transition
+            } else if batch.received >= self.config.batch_max_records {
+                Ended::Full
+            } else if Instant::now() >= deadline || cancel.is_cancelled() {
+                Ended::Wait
+            } else {
                 continue;
-            }
-            let transitions = outbox.events.len();
-            let result = self.transact(outbox, positions).await;
-            if result.is_err() {
-                self.carry.append(carried);
-            }
-            match result {
-                Ok(()) => {
-                    if transitions > 0 {
-                        tracing::debug!(transitions, "alerts: transitions committed");
-                    }
-                }
-                Err(Error::Kafka(e)) if !e.is_retryable() => return Err(Error::Kafka(e)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "alerts: transaction failed; the batch is evaluated again");
-                    pause(cancel).await;
-                    if let Err(e) = self.recover().await {
-                        tracing::warn!(error = %e, "alerts: recovery failed; retrying");
-                        self.generation = None;
-                    }
-                }
-            }
+            };
+            return Ok(true);
         }
-        Ok(())
     }
 
     fn decode_sample(&self, record: &Record) -> Option<Sample> {
@@ -751,6 +853,10 @@ async fn pause(cancel: &CancellationToken) {
         _ = cancel.cancelled() => {}
         _ = tokio::time::sleep(RETRY_PAUSE) => {}
     }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 fn micros(d: Duration) -> i64 {
