@@ -19,6 +19,13 @@ pub struct QueryConfig {
     /// Queries running at once; more get 429 with Retry-After. With `max_memory_bytes`
     /// this bounds the memory all queries take together.
     pub max_concurrent: usize,
+    /// Memory the engine keeps, across queries, for the Parquet footers (with page
+    /// indexes) of the lake's files, so that a query does not read and parse every
+    /// file's footer again; plus a quarter of it for per-file statistics. Least recently
+    /// used entries go first; 0 turns the caches off. Uncompacted lakes (many small
+    /// files) need the most: the default holds all 8,064 footers of the query
+    /// benchmark's 10-million-sample lake.
+    pub metadata_cache_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -27,6 +34,7 @@ impl Default for QueryConfig {
             max_memory_bytes: 512 * 1024 * 1024,
             timeout: Duration::from_secs(60),
             max_concurrent: 4,
+            metadata_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

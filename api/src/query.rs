@@ -9,6 +9,13 @@
 //! `experiments` and `recordings` tables come from the files the experiments processor
 //! keeps in `<lake>/experiments/` (empty, with their columns, until it wrote them), the
 //! `alerts` table from `<lake>/alerts/date=.../` (partitioned by `date` like the samples).
+//!
+//! What each query would otherwise read again from every file, the Parquet footers
+//! (with their page indexes) and the per-file statistics, is kept by the engine across
+//! queries (`LakeCaches`). Lake files are immutable once renamed into place and entries
+//! are checked against each file's size and modification time, so a cached entry is
+//! never stale; listings are not cached, so every query sees the live files of the
+//! moment.
 
 use crate::config::{QueryConfig, human_bytes};
 use crate::error::{Error, Result};
@@ -17,11 +24,18 @@ use crate::sandbox;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::listing::{ListingOptions, ListingTableUrl};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::cache::TableScopedPath;
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, CachedFileMetadata, CachedFileMetadataEntry, FileMetadataCache,
+    FileStatisticsCache,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::execution::options::ParquetReadOptions;
+use datafusion::execution::options::{ParquetReadOptions, ReadOptions};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::stream::BoxStream;
@@ -30,10 +44,12 @@ use labstream_schemas::lake_tables::{
     ALERTS_DIR, ALERTS_TABLE, EXPERIMENTS_TABLE, RECORDINGS_TABLE, alerts_schema,
     experiments_schema, recordings_schema, table_file,
 };
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -42,6 +58,120 @@ pub struct QueryEngine {
     lake: PathBuf,
     config: QueryConfig,
     slots: Arc<Semaphore>,
+    caches: LakeCaches,
+}
+
+/// Per-file metadata shared by every query of an engine (each query still has its own
+/// runtime and memory pool): Parquet footers and page indexes, within
+/// `query.metadata_cache_bytes`, and each file's statistics (a small fraction of that).
+#[derive(Clone, Debug)]
+struct LakeCaches {
+    metadata: Arc<FileMetadataCache>,
+    statistics: Arc<FileStatisticsCache>,
+    /// Each sample table's schema (merged from all its files' footers), with the
+    /// folders it was inferred from and their modification times.
+    schemas: Arc<Mutex<HashMap<PathBuf, (FolderTimes, SchemaRef)>>>,
+}
+
+/// Folders with their modification times, sorted (`folder_times`).
+type FolderTimes = Vec<(PathBuf, SystemTime)>;
+
+impl LakeCaches {
+    fn new(metadata_bytes: usize) -> Self {
+        let metadata: Arc<FileMetadataCache> = Arc::new(
+            DefaultCache::<datafusion::object_store::path::Path, CachedFileMetadataEntry>::new(
+                metadata_bytes,
+            )
+            .with_name("labstream lake footers"),
+        );
+        let statistics: Arc<FileStatisticsCache> = Arc::new(
+            DefaultCache::<TableScopedPath, CachedFileMetadata>::new(statistics_bytes(
+                metadata_bytes,
+            ))
+            .with_name("labstream lake file statistics"),
+        );
+        Self {
+            metadata,
+            statistics,
+            schemas: Arc::default(),
+        }
+    }
+
+    /// The schema of the sample table in `dir`: inferred again only when a file came or
+    /// went (a folder's modification time changed) since it last was. Inferring reads
+    /// every file's footer (from the cache) after listing them all, which on a lake of
+    /// thousands of small files costs more than many queries.
+    async fn table_schema(
+        &self,
+        ctx: &SessionContext,
+        dir: &Path,
+        url: &str,
+        options: &ListingOptions,
+    ) -> datafusion::error::Result<SchemaRef> {
+        let folders = folder_times(dir);
+        if let Some((seen, schema)) = self.schemas.lock().unwrap().get(dir)
+            && *seen == folders
+        {
+            return Ok(schema.clone());
+        }
+        let table_path = ListingTableUrl::parse(url)?;
+        let schema = options.infer_schema(&ctx.state(), &table_path).await?;
+        // Folder times are coarse (a clock tick): a file renamed in right after a change
+        // that is still this recent might leave the time as it was, so such a listing is
+        // not remembered.
+        let settled = SystemTime::now()
+            .checked_sub(SETTLED)
+            .is_some_and(|before| folders.iter().all(|(_, t)| *t < before));
+        if settled {
+            self.schemas
+                .lock()
+                .unwrap()
+                .insert(dir.to_path_buf(), (folders, schema.clone()));
+        }
+        Ok(schema)
+    }
+
+    /// The caches of one query's runtime: these two, and no listing cache.
+    fn config(&self, metadata_bytes: usize) -> CacheManagerConfig {
+        CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(self.metadata.clone()))
+            .with_metadata_cache_limit(metadata_bytes)
+            .with_file_statistics_cache(Some(self.statistics.clone()))
+            .with_file_statistics_cache_limit(statistics_bytes(metadata_bytes))
+            .with_list_files_cache_limit(0)
+    }
+}
+
+/// How old a folder's last change must be for `LakeCaches::table_schema` to trust that
+/// its modification time shows every later change.
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// `dir` and every folder under it, with their modification times (sorted): a file
+/// added, renamed or removed in a folder changes its time.
+fn folder_times(dir: &Path) -> FolderTimes {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(meta) = std::fs::metadata(&folder) else {
+            continue;
+        };
+        if let Ok(entries) = std::fs::read_dir(&folder) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    pending.push(entry.path());
+                }
+            }
+        }
+        out.push((folder, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+    }
+    out.sort();
+    out
+}
+
+/// A file's statistics take a fraction of its footer (one entry per column, no row
+/// group or page entries).
+fn statistics_bytes(metadata_bytes: usize) -> usize {
+    metadata_bytes / 4
 }
 
 /// A whole result, for callers that want it in memory.
@@ -84,6 +214,7 @@ impl QueryEngine {
         Self {
             lake: lake.into(),
             slots: Arc::new(Semaphore::new(config.max_concurrent)),
+            caches: LakeCaches::new(config.metadata_cache_bytes),
             config,
         }
     }
@@ -117,12 +248,20 @@ impl QueryEngine {
     }
 
     pub(crate) async fn session(&self) -> Result<SessionContext> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(2);
+        // Filters are applied while decoding (late materialization), cheapest first, so
+        // the other columns of rows a filter drops are not decoded: with files sorted
+        // by (sensor_id, ts) and page statistics, one sensor's or one recording's rows
+        // are a small part of the pages read.
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
         // The query's own memory pool; without a disk manager nothing spills, so a
         // query over its limit fails instead of filling a disk.
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(self.caches.config(self.config.metadata_cache_bytes))
             .with_memory_limit(self.config.max_memory_bytes, 1.0)
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
@@ -137,12 +276,19 @@ impl QueryEngine {
             Arc::new(LakeStore::new()),
         );
         for (name, dir) in sample_tables(&self.lake)? {
-            let options = ParquetReadOptions::default().table_partition_cols(vec![
-                ("date".to_owned(), DataType::Date32),
-                ("experiment".to_owned(), DataType::Utf8),
-            ]);
+            let options = ParquetReadOptions::default()
+                .table_partition_cols(vec![
+                    ("date".to_owned(), DataType::Date32),
+                    ("experiment".to_owned(), DataType::Utf8),
+                ])
+                .to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
             let url = format!("{}/", dir.display());
-            ctx.register_parquet(name.as_str(), url.as_str(), options)
+            let registered = async {
+                let schema = self.caches.table_schema(&ctx, &dir, &url, &options).await?;
+                ctx.register_listing_table(name.as_str(), url.as_str(), options, Some(schema), None)
+                    .await
+            };
+            registered
                 .await
                 .map_err(|e| Error::Internal(format!("registering {name}: {e}")))?;
         }
@@ -307,4 +453,111 @@ async fn register_alerts(ctx: &SessionContext, lake: &Path) -> Result<()> {
             .and_then(|t| ctx.register_table(ALERTS_TABLE, Arc::new(t)).map(|_| ()))
     };
     registered.map_err(|e| Error::Internal(format!("registering {ALERTS_TABLE}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+
+    /// A lake file of `sensor_type` under `date=<date>/experiment=none/` with the
+    /// columns sensor_id, ts and `fields` (one row).
+    fn write_part(lake: &Path, date: &str, name: &str, fields: &[&str]) -> PathBuf {
+        let dir = lake.join(format!("samples/door/date={date}/experiment=none"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut columns: Vec<(Field, ArrayRef)> = vec![
+            (
+                Field::new("sensor_id", DataType::Utf8, false),
+                Arc::new(StringArray::from(vec!["door-1"])),
+            ),
+            (
+                Field::new(
+                    "ts",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Arc::new(TimestampMicrosecondArray::from(vec![1]).with_timezone("UTC")),
+            ),
+        ];
+        for f in fields {
+            columns.push((
+                Field::new(*f, DataType::Float64, true),
+                Arc::new(Float64Array::from(vec![1.5])),
+            ));
+        }
+        let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().unzip();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap();
+        let path = dir.join(name);
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None)
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    /// A live lake file name (one offset each).
+    fn part(offset: i64) -> String {
+        format!("part-t-p0-{offset:020}-{offset:020}.parquet")
+    }
+
+    /// Sets the modification time of `dir` and every folder under it to an hour ago.
+    fn age_folders(dir: &Path) {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for (folder, _) in folder_times(dir) {
+            std::fs::File::open(&folder)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+    }
+
+    fn column_names(result: &QueryResult) -> Vec<String> {
+        result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_cached_table_schema_follows_new_files() {
+        let lake = tempfile::tempdir().unwrap();
+        let table = lake.path().join("samples/door");
+        write_part(lake.path(), "2026-11-23", &part(0), &["open"]);
+        age_folders(&table);
+        let engine = QueryEngine::new(lake.path());
+        let sql = "SELECT * FROM samples_door ORDER BY date";
+        let first = engine.query(sql).await.unwrap();
+        assert_eq!(
+            column_names(&first),
+            ["sensor_id", "ts", "open", "date", "experiment"]
+        );
+        // Settled folders: the schema is kept, and used again.
+        assert_eq!(engine.caches.schemas.lock().unwrap().len(), 1);
+        assert_eq!(engine.query(sql).await.unwrap().schema, first.schema);
+
+        // A file with a new column, in a new folder: the table shows it at once.
+        write_part(lake.path(), "2026-11-24", &part(1), &["open", "angle"]);
+        let second = engine.query(sql).await.unwrap();
+        assert_eq!(
+            column_names(&second),
+            ["sensor_id", "ts", "open", "angle", "date", "experiment"]
+        );
+        assert_eq!(
+            second.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            2
+        );
+
+        // In a folder that already existed too, even once everything is settled again.
+        age_folders(&table);
+        engine.query(sql).await.unwrap();
+        write_part(lake.path(), "2026-11-23", &part(2), &["open", "battery"]);
+        let third = engine.query(sql).await.unwrap();
+        assert!(column_names(&third).contains(&"battery".to_owned()));
+        assert_eq!(third.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    }
 }
