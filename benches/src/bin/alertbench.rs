@@ -5,25 +5,67 @@
 //! every sample they send, and a Kafka consumer of `alerts.<topic>` (read_committed)
 //! measures, per transition, the wall-clock time it read the event minus the event
 //! time of the sample that caused it, which is the wall-clock time the sample's batch
-//! was sent. Needs a running `labstream serve` (or ingest + api + process alerts).
+//! was sent; it also splits that time into stages (see `labstream_benches::alerts`).
+//! Needs a running `labstream serve` (or ingest + api + process alerts).
+//! `labstream-alertbench report` writes the alerts section of RESULTS.md from the runs.
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
+use labstream_benches::alerts::{self, AlertContext, AlertRun, Percentiles};
+use labstream_benches::process_stats::{CpuSnapshot, Watched};
 use labstream_bus::rdkafka::consumer::{Consumer, StreamConsumer};
 use labstream_bus::rdkafka::message::Message;
 use labstream_bus::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use labstream_schemas::{AlertEvent, Codec, Timestamp};
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "labstream-alertbench",
-    about = "End-to-end alert latency: sample POST -> alert event read by a Kafka consumer"
+    about = "End-to-end alert latency: sample POST -> alert event read by a Kafka consumer",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Writes the alerts section of a RESULTS.md from the runs' JSON files.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReportArgs {
+    /// Folder of the runs' JSON files (written with --json).
+    #[arg(long)]
+    results: PathBuf,
+    /// The Markdown file whose alerts section is replaced (appended when absent).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "benches/run alerts")]
+    command: String,
+    #[arg(long, default_value = "unknown")]
+    commit: String,
+    #[arg(long, default_value = "unknown")]
+    rustc: String,
+    #[arg(long, default_value = "unknown")]
+    kafka: String,
+    /// What else ran on the machine during the runs.
+    #[arg(long, default_value = "not checked")]
+    shared: String,
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// labstream HTTP base URL (ingest and API).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -58,7 +100,13 @@ struct Args {
     concurrency: usize,
     /// Write the result as JSON here too.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    json: Option<PathBuf>,
+    /// Name of the run in the report.
+    #[arg(long, default_value = "1")]
+    label: String,
+    /// A process whose CPU use in the measured window is reported (NAME=PID; repeatable).
+    #[arg(long)]
+    watch: Vec<Watched>,
 }
 
 const RULE_ID: &str = "bench-latency";
@@ -66,7 +114,63 @@ const TOPIC: &str = "bench";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Report(r)) => report(r),
+        None => run(cli.run).await,
+    }
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let runs = alerts::load_runs(&args.results)?;
+    let ctx = AlertContext {
+        command: args.command,
+        commit: args.commit,
+        rustc: args.rustc,
+        kafka: args.kafka,
+        librdkafka: labstream_bus::rdkafka::util::get_rdkafka_version().1,
+        machine: labstream_benches::process_stats::machine(),
+        shared: args.shared,
+    };
+    let section = alerts::section(&runs, &ctx)?;
+    let existing = std::fs::read_to_string(&args.out).unwrap_or_default();
+    std::fs::write(&args.out, alerts::splice(&existing, &section))
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "alerts section of {} written from {} runs",
+        args.out.display(),
+        runs.len()
+    );
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+/// Records `to - from` (µs; clamped to 1 µs, as clocks of a millisecond resolution can
+/// put `to` a little before `from`).
+fn record(h: &mut Histogram<u64>, from: i64, to: i64) {
+    h.saturating_record(u64::try_from(to - from).unwrap_or(1).max(1));
+}
+
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Percentiles {
+        p50: ms(0.50),
+        p90: ms(0.90),
+        p99: ms(0.99),
+        max: h.max() as f64 / 1000.0,
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let auth = |r: reqwest::RequestBuilder| match &args.token {
         Some(t) => r.bearer_auth(t),
@@ -115,28 +219,54 @@ async fn main() -> anyhow::Result<()> {
     let measure_from = Timestamp::from_micros(
         Timestamp::now().as_micros() + i64::try_from(args.warmup.as_micros())?,
     );
-    let end = start + args.warmup + args.duration;
+    let measure_start = start + args.warmup;
+    let end = measure_start + args.duration;
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let acks = Arc::new(Mutex::new(histogram()?));
     let load = tokio::spawn(load(
-        args.url.clone(),
-        args.token.clone(),
-        args.rate,
-        args.tick,
-        args.sensors,
-        args.alerting_sensors,
-        args.concurrency,
-        end,
+        Load {
+            url: args.url.clone(),
+            token: args.token.clone(),
+            rate: args.rate,
+            tick: args.tick,
+            sensors: args.sensors,
+            alerting: args.alerting_sensors,
+            concurrency: args.concurrency,
+            measure_from,
+            end,
+        },
         sent.clone(),
         failed.clone(),
+        acks.clone(),
     ));
 
     let codec = Codec::new();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut latency = histogram()?;
+    let mut to_decision = histogram()?;
+    let mut to_send = histogram()?;
+    let mut to_read = histogram()?;
     let mut transitions = 0u64;
+    let mut window: Option<(String, String, CpuSnapshot)> = None;
+    let mut load_end = None;
+    let mut cpu = None;
     // Events of the measured window still arrive a moment after the load stopped.
     let drain_until = end + Duration::from_secs(3);
     while Instant::now() < drain_until {
+        if window.is_none() && Instant::now() >= measure_start {
+            window = Some((
+                Timestamp::now().to_string(),
+                loadavg(),
+                CpuSnapshot::take(&args.watch),
+            ));
+        }
+        if let Some((_, _, at_start)) = &window
+            && cpu.is_none()
+            && Instant::now() >= end
+        {
+            cpu = Some(at_start.until(&CpuSnapshot::take(&args.watch)));
+            load_end = Some(loadavg());
+        }
         let m = match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => bail!("consuming {topic}: {e}"),
@@ -149,46 +279,70 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         transitions += 1;
-        latency.saturating_record(
-            u64::try_from(now - event.ts.as_micros())
-                .unwrap_or(1)
-                .max(1),
-        );
+        let (sent_at, decided) = (event.ts.as_micros(), event.emitted_at.as_micros());
+        record(&mut latency, sent_at, now);
+        record(&mut to_decision, sent_at, decided);
+        if let Some(produced) = m.timestamp().to_millis() {
+            record(&mut to_send, decided, produced * 1000);
+            record(&mut to_read, produced * 1000, now);
+        }
     }
     load.await??;
+    let (started_at, load_start, _) = window.context("the run ended before its window")?;
 
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let sent = sent.load(Ordering::Relaxed);
     let total = (args.warmup + args.duration).as_secs_f64();
-    let result = json!({
-        "rate_target": args.rate,
-        "rate_achieved": (sent as f64 / total).round(),
-        "failed_batches": failed.load(Ordering::Relaxed),
-        "transitions_measured": transitions,
-        "latency_ms": {"p50": ms(0.50), "p90": ms(0.90), "p99": ms(0.99), "max": latency.max() as f64 / 1000.0},
-        "duration_s": args.duration.as_secs_f64(),
-    });
+    let mut stages = BTreeMap::new();
+    stages.insert(
+        "ingest_ack".to_owned(),
+        percentiles(&acks.lock().expect("not poisoned")),
+    );
+    stages.insert("to_decision".to_owned(), percentiles(&to_decision));
+    stages.insert("to_send".to_owned(), percentiles(&to_send));
+    stages.insert("to_read".to_owned(), percentiles(&to_read));
+    let result = AlertRun {
+        label: args.label.clone(),
+        started_at,
+        rate_target: args.rate,
+        rate_achieved: (sent as f64 / total).round(),
+        failed_batches: failed.load(Ordering::Relaxed),
+        transitions_measured: transitions,
+        duration_s: args.duration.as_secs_f64(),
+        latency_ms: percentiles(&latency),
+        stages_ms: stages,
+        load_start,
+        load_end: load_end.unwrap_or_else(loadavg),
+        cpu: cpu.unwrap_or_default(),
+    };
+    let l = &result.latency_ms;
     println!(
-        "{} samples/s (target {}), {} transitions measured over {:?}: alert latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} failed batches",
-        result["rate_achieved"],
+        "{} samples/s (target {}), {} transitions measured over {:?}: alert latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} failed batches; load {} -> {}",
+        result.rate_achieved,
         args.rate,
         transitions,
         args.duration,
-        ms(0.5),
-        ms(0.9),
-        ms(0.99),
-        latency.max() as f64 / 1000.0,
-        result["failed_batches"]
+        l.p50,
+        l.p90,
+        l.p99,
+        l.max,
+        result.failed_batches,
+        result.load_start,
+        result.load_end,
     );
+    for (name, p) in &result.stages_ms {
+        println!(
+            "  {name:<12} p50 {:>7.1} ms  p90 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+            p.p50, p.p90, p.p99, p.max
+        );
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
     }
     Ok(())
 }
 
-/// Sends `rate` samples/s until `end`, one JSON array per tick.
-#[allow(clippy::too_many_arguments)]
-async fn load(
+/// What the load task sends.
+struct Load {
     url: String,
     token: Option<String>,
     rate: u64,
@@ -196,10 +350,29 @@ async fn load(
     sensors: usize,
     alerting: usize,
     concurrency: usize,
+    /// Batches sent from here on have their answer time recorded.
+    measure_from: Timestamp,
     end: Instant,
+}
+
+/// Sends `rate` samples/s until `end`, one JSON array per tick.
+async fn load(
+    plan: Load,
     sent: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    acks: Arc<Mutex<Histogram<u64>>>,
 ) -> anyhow::Result<()> {
+    let Load {
+        url,
+        token,
+        rate,
+        tick,
+        sensors,
+        alerting,
+        concurrency,
+        measure_from,
+        end,
+    } = plan;
     let http = reqwest::Client::new();
     let per_tick = ((rate as f64) * tick.as_secs_f64()).round().max(1.0) as usize;
     let alerting_every = (Duration::from_millis(100).as_secs_f64() / tick.as_secs_f64())
@@ -213,7 +386,8 @@ async fn load(
     while Instant::now() < end {
         interval.tick().await;
         n += 1;
-        let ts = Timestamp::now().to_string();
+        let sent_at = Timestamp::now();
+        let ts = sent_at.to_string();
         let mut batch = Vec::with_capacity(per_tick);
         if n.is_multiple_of(alerting_every) {
             // Odd rounds above 50, even rounds below 40: every sample is a transition.
@@ -244,11 +418,18 @@ async fn load(
         if let Some(t) = &token {
             request = request.bearer_auth(t);
         }
-        let (sent, failed) = (sent.clone(), failed.clone());
+        let (sent, failed, acks) = (sent.clone(), failed.clone(), acks.clone());
         tokio::spawn(async move {
             match request.send().await {
                 Ok(r) if r.status().is_success() => {
                     sent.fetch_add(count, Ordering::Relaxed);
+                    if sent_at >= measure_from {
+                        record(
+                            &mut acks.lock().expect("not poisoned"),
+                            sent_at.as_micros(),
+                            Timestamp::now().as_micros(),
+                        );
+                    }
                 }
                 _ => {
                     failed.fetch_add(1, Ordering::Relaxed);
