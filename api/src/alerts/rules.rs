@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the writer looks again for the change it has just committed.
+const READ_BACK_CHECK: Duration = Duration::from_millis(2);
 
 /// What the rule store needs to know.
 #[derive(Clone, Debug)]
@@ -272,7 +274,7 @@ impl RuleStore {
             .map_err(|e| RuleError::Unavailable(e.to_string()))?;
             match committed {
                 Ok(()) => {
-                    self.catch_up(&writer).await?;
+                    self.read_back(&writer, &change).await?;
                     return Ok(match change {
                         Change::Put(rule) => Some(*rule),
                         Change::Delete(_) => None,
@@ -318,6 +320,34 @@ impl RuleStore {
             .expect("not poisoned")
             .insert(topic);
         Ok(())
+    }
+
+    /// Reads the log until `change` (just committed by this writer) shows in the
+    /// projection: the brokers write a transaction's commit markers after the commit
+    /// has returned, so a read committed read that starts at once may end before it,
+    /// and a GET right after the PUT would answer with the old rule.
+    async fn read_back(&self, writer: &Writer, change: &Change) -> Result<(), RuleError> {
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        loop {
+            self.catch_up(writer).await?;
+            let shown = {
+                let rules = self.inner.rules.read().expect("not poisoned");
+                match change {
+                    Change::Put(rule) => rules.get(rule.rule_id.as_str()) == Some(rule.as_ref()),
+                    Change::Delete(id) => !rules.contains_key(id.as_str()),
+                }
+            };
+            if shown {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuleError::Unavailable(format!(
+                    "the change is committed but could not be read back within {} s; read the rule again in a moment",
+                    READ_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(READ_BACK_CHECK).await;
+        }
     }
 
     async fn catch_up(&self, writer: &Writer) -> Result<(), RuleError> {

@@ -57,6 +57,8 @@ struct Inner {
 }
 
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a writer looks again for the event it has just committed.
+const READ_BACK_CHECK: Duration = Duration::from_millis(2);
 
 impl ExperimentStore {
     /// Reads the whole log (the topic must exist) and returns the store.
@@ -129,6 +131,35 @@ impl ExperimentStore {
         Ok(())
     }
 
+    /// Reads the log until `event` (just committed by this writer) is folded into the
+    /// projection. The brokers write a transaction's commit markers after the commit
+    /// has returned to the producer, so a read committed read that starts at once may
+    /// still end before the event; an answer built from that projection would not show
+    /// the change it reports (a new recording answered with 404).
+    async fn read_back(&self, writer: &Writer, event: &ExperimentEvent) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        loop {
+            self.catch_up(writer).await?;
+            let folded = self.read(|p| {
+                p.history
+                    .get(&event.aggregate_id)
+                    .is_some_and(|h| h.iter().rev().any(|e| e.event_id == event.event_id))
+            });
+            if folded {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "event {} is committed but could not be read back within {} s; read the {} again in a moment",
+                    event.event_id,
+                    READ_TIMEOUT.as_secs(),
+                    event.aggregate_id
+                )));
+            }
+            tokio::time::sleep(READ_BACK_CHECK).await;
+        }
+    }
+
     /// Decides `command` against the current state and appends its event; answers once
     /// the event is committed and folded into the projection.
     pub async fn execute(
@@ -186,7 +217,7 @@ impl ExperimentStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             match committed {
                 Ok(()) => {
-                    self.catch_up(&writer).await?;
+                    self.read_back(&writer, &event).await?;
                     return Ok(event);
                 }
                 Err(labstream_bus::Error::Fenced(e)) if attempts < 3 => {
