@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,16 +33,19 @@ pub struct Record {
 /// The next offset to read per topic-partition: what a commit stores.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Positions {
-    next: BTreeMap<(String, i32), i64>,
+    /// topic -> partition -> next offset (by topic first: `advance` allocates nothing
+    /// for a topic it has seen).
+    next: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 impl Positions {
     /// Marks `record` (and everything before it in its partition) as done.
     pub fn advance(&mut self, record: &Record) {
-        let next = self
-            .next
-            .entry((record.topic.clone(), record.partition))
-            .or_insert(0);
+        let partitions = match self.next.get_mut(record.topic.as_str()) {
+            Some(p) => p,
+            None => self.next.entry(record.topic.clone()).or_default(),
+        };
+        let next = partitions.entry(record.partition).or_insert(0);
         *next = (*next).max(record.offset + 1);
     }
 
@@ -52,7 +55,10 @@ impl Positions {
 
     /// Forgets the topic-partitions for which `keep` is false (e.g. revoked ones).
     pub fn retain(&mut self, keep: impl Fn(&str, i32) -> bool) {
-        self.next.retain(|(t, p), _| keep(t, *p));
+        for (t, partitions) in &mut self.next {
+            partitions.retain(|p, _| keep(t, *p));
+        }
+        self.next.retain(|_, partitions| !partitions.is_empty());
     }
 
     pub fn clear(&mut self) {
@@ -60,7 +66,9 @@ impl Positions {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.next.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+        self.next
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| (t.as_str(), *p, *o)))
     }
 }
 
@@ -72,6 +80,44 @@ struct GroupContext {
     assigned: Mutex<BTreeSet<(String, i32)>>,
     /// The generation each topic-partition was last revoked at (after the increment).
     revoked_at: Mutex<BTreeMap<(String, i32), u64>>,
+    /// Writes in progress that a revocation waits for.
+    writes: Arc<WritesInProgress>,
+}
+
+/// Counts the writes in progress of a member's records (e.g. a file written on another
+/// thread while consuming goes on). A revocation waits until there is none, so the
+/// partitions' next owner finds what they wrote before it reads anything.
+#[derive(Default)]
+struct WritesInProgress {
+    count: Mutex<usize>,
+    done: Condvar,
+}
+
+impl WritesInProgress {
+    fn wait_until_none(&self) {
+        let mut count = self.count.lock().expect("not poisoned");
+        if *count > 0 {
+            tracing::info!(writes = *count, "revocation waits for writes in progress");
+        }
+        while *count > 0 {
+            count = self.done.wait(count).expect("not poisoned");
+        }
+    }
+}
+
+/// A write in progress (see `BatchConsumer::write_in_progress`); ends when dropped.
+pub struct WriteInProgress {
+    writes: Arc<WritesInProgress>,
+}
+
+impl Drop for WriteInProgress {
+    fn drop(&mut self) {
+        let mut count = self.writes.count.lock().expect("not poisoned");
+        *count -= 1;
+        if *count == 0 {
+            self.writes.done.notify_all();
+        }
+    }
 }
 
 impl GroupContext {
@@ -96,6 +142,9 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            // Runs inside the poll: the group waits for this member until its writes of
+            // the revoked partitions' records are complete.
+            self.writes.wait_until_none();
             let mut assigned = self.assigned.lock().expect("not poisoned");
             let mut revoked_at = self.revoked_at.lock().expect("not poisoned");
             let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -214,6 +263,16 @@ impl BatchConsumer {
     /// of it before must be dropped, even if this member owns it again.
     pub fn revoked_since(&self, generation: u64) -> BTreeSet<(String, i32)> {
         self.inner.context().revoked_since(generation)
+    }
+
+    /// Marks a write of consumed records as in progress until the returned value is
+    /// dropped (it may move to another thread). While one is, a revocation of this
+    /// member's partitions waits, so their next owner sees the write complete (e.g. a
+    /// lake file renamed into place) and does not write the records again.
+    pub fn write_in_progress(&self) -> WriteInProgress {
+        let writes = self.inner.context().writes.clone();
+        *writes.count.lock().expect("not poisoned") += 1;
+        WriteInProgress { writes }
     }
 
     /// The topic-partitions this member owns now.
@@ -338,8 +397,8 @@ impl BatchConsumer {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &positions.next {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+        for (topic, partition, offset) in positions.iter() {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
                 .map_err(Error::Commit)?;
         }
         let consumer = self.inner.clone();

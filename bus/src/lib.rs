@@ -15,7 +15,7 @@ mod transaction;
 
 pub use admin::{TopicSpec, ensure_topics, probe};
 pub use config::KafkaConfig;
-pub use consumer::{BatchConsumer, Positions, Record};
+pub use consumer::{BatchConsumer, Positions, Record, WriteInProgress};
 pub use error::{Error, Result};
 pub use groups::{
     GroupAdmin, GroupDescription, GroupMember, OffsetMove, PartitionOffsets, ResetTarget,

@@ -4,6 +4,7 @@
 //! schema versions kept in `schemas/avro/` and resolve to their own version.
 
 use crate::error::{Error, Result};
+use crate::sample_view::SampleView;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use std::collections::HashMap;
@@ -199,6 +200,30 @@ impl<'a> BodyReader<'a> {
     }
 }
 
+impl<'a> BodyReader<'a> {
+    /// A map whose keys stay borrowed: calls `entry(key, reader)` for each entry, which
+    /// must read the value.
+    pub(crate) fn map_borrowed(
+        &mut self,
+        mut entry: impl FnMut(&'a str, &mut Self) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            let mut count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                count = count.checked_neg().ok_or_else(|| self.truncated())?;
+                let _block_bytes = self.long()?;
+            }
+            for _ in 0..count {
+                let key = self.str()?;
+                entry(key, self)?;
+            }
+        }
+    }
+}
+
 /// One version of one record schema.
 #[derive(Debug)]
 pub struct SchemaVersion {
@@ -219,6 +244,8 @@ struct Inner {
     versions: Vec<SchemaVersion>,
     by_fingerprint: HashMap<u64, usize>,
     latest: HashMap<&'static str, usize>,
+    /// Fingerprints of the current Sample and EnrichedSample, read by `decode_view`.
+    view_fingerprints: [u64; 2],
 }
 
 impl Codec {
@@ -244,11 +271,17 @@ impl Codec {
                 *newest = index;
             }
         }
+        let fingerprint = |name: &str| versions[latest[name]].fingerprint;
+        let view_fingerprints = [
+            fingerprint(<crate::Sample as AvroRecord>::NAME),
+            fingerprint(<crate::experiment::EnrichedSample as AvroRecord>::NAME),
+        ];
         Codec {
             inner: Arc::new(Inner {
                 versions,
                 by_fingerprint,
                 latest,
+                view_fingerprints,
             }),
         }
     }
@@ -300,6 +333,27 @@ impl Codec {
             .get(&fingerprint)
             .ok_or(Error::UnknownSchema(fingerprint))?;
         Ok(self.inner.versions[index].name)
+    }
+
+    /// A borrowed view of a message written with the current `Sample` or
+    /// `EnrichedSample` schema; `None` for any other writer schema (decode those with
+    /// `decode`). Gives what `decode` gives, without allocating per string.
+    pub fn decode_view<'a>(&self, bytes: &'a [u8]) -> Option<Result<SampleView<'a>>> {
+        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+            return None;
+        }
+        let mut fp = [0u8; 8];
+        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+        let fingerprint = u64::from_le_bytes(fp);
+        let [sample, enriched] = self.inner.view_fingerprints;
+        let body = &bytes[HEADER_LEN..];
+        if fingerprint == sample {
+            Some(SampleView::read(body, false))
+        } else if fingerprint == enriched {
+            Some(SampleView::read(body, true))
+        } else {
+            None
+        }
     }
 
     pub fn decode<T: AvroRecord>(&self, bytes: &[u8]) -> Result<T> {
@@ -583,6 +637,33 @@ mod tests {
             let fast = EnrichedSample::decode_current(&bytes[HEADER_LEN..]).unwrap().unwrap();
             prop_assert_eq!(&fast, &generic::<EnrichedSample>(&codec, &bytes).unwrap());
             prop_assert_eq!(&fast, &enriched);
+            // The borrowed view reads the same, of both records.
+            let view = codec.decode_view(&bytes).unwrap().unwrap();
+            prop_assert_eq!(&view, &SampleView::of(&enriched));
+            let raw = EnrichedSample { sample: enriched.sample.clone(), context: None };
+            let bytes = codec.encode(&raw.sample).unwrap();
+            let view = codec.decode_view(&bytes).unwrap().unwrap();
+            prop_assert_eq!(&view, &SampleView::of(&raw));
+        }
+
+        /// On arbitrary bytes the view and the owned decoder agree: the same sample, or
+        /// both refuse.
+        #[test]
+        fn sample_view_agrees_on_garbage(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let codec = Codec::new();
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&codec.writer_schema(Sample::NAME).unwrap().fingerprint.to_le_bytes());
+            bytes.extend_from_slice(&body);
+            let view = codec.decode_view(&bytes).unwrap();
+            let owned = codec.decode::<Sample>(&bytes);
+            match (view, owned) {
+                (Ok(v), Ok(s)) => {
+                    let e = crate::experiment::EnrichedSample { sample: s, context: None };
+                    prop_assert_eq!(v, SampleView::of(&e));
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "view {:?} owned {:?}", a, b),
+            }
         }
 
         /// On arbitrary bytes the two agree: the same value, or both refuse.

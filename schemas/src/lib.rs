@@ -14,6 +14,7 @@ pub mod lake_layout;
 pub mod lake_tables;
 mod registry;
 mod sample;
+mod sample_view;
 mod topics;
 
 pub use alert::{
@@ -27,4 +28,5 @@ pub use ids::{
 };
 pub use registry::{FieldSpec, FieldType, Registry, SensorTypeSpec};
 pub use sample::{FieldValue, Sample, Timestamp};
+pub use sample_view::{ContextRef, FieldValueRef, SampleView};
 pub use topics::Topics;

@@ -12,7 +12,7 @@ use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_ba
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use labstream_schemas::experiment::EnrichedSample;
-use labstream_schemas::{FieldType, FieldValue, SensorTypeSpec};
+use labstream_schemas::{FieldType, FieldValue, FieldValueRef, SampleView, SensorTypeSpec};
 use std::sync::Arc;
 
 fn timestamp_type() -> DataType {
@@ -232,38 +232,37 @@ impl ColumnBuffer {
         self.bytes
     }
 
-    pub(crate) fn push(&mut self, e: &EnrichedSample) -> Result<()> {
-        let s = &e.sample;
+    pub(crate) fn push(&mut self, s: &SampleView<'_>) -> Result<()> {
         // sensor_id (offset + bytes), ts, seq, received_at, tags offset, validity bits.
-        let mut bytes = 4 + s.sensor_id.as_str().len() + 8 + 8 + 8 + 4 + 1;
-        self.sensor_id.append_value(s.sensor_id.as_str());
+        let mut bytes = 4 + s.sensor_id.len() + 8 + 8 + 8 + 4 + 1;
+        self.sensor_id.append_value(s.sensor_id);
         self.ts.append_value(s.ts.as_micros());
         self.seq.append_option(s.seq);
         self.received_at.append_value(s.received_at.as_micros());
         for ((name, _), column) in self.spec.fields.iter().zip(&mut self.fields) {
-            let value = s.values.get(name);
+            let value = s.value(name);
             match column {
                 FieldColumn::Double(b) => {
                     bytes += 8;
                     b.append_option(match value {
-                        Some(FieldValue::Double(v)) => Some(*v),
-                        Some(FieldValue::Long(v)) => Some(*v as f64),
+                        Some(FieldValueRef::Double(v)) => Some(v),
+                        Some(FieldValueRef::Long(v)) => Some(v as f64),
                         _ => None,
                     });
                 }
                 FieldColumn::Long(b) => {
                     bytes += 8;
                     b.append_option(match value {
-                        Some(FieldValue::Long(v)) => Some(*v),
+                        Some(FieldValueRef::Long(v)) => Some(v),
                         _ => None,
                     });
                 }
                 FieldColumn::Boolean(b) => b.append_option(match value {
-                    Some(FieldValue::Bool(v)) => Some(*v),
+                    Some(FieldValueRef::Bool(v)) => Some(v),
                     _ => None,
                 }),
                 FieldColumn::String(b) => match value {
-                    Some(FieldValue::Str(v)) => {
+                    Some(FieldValueRef::Str(v)) => {
                         bytes += 4 + v.len();
                         b.append_value(v);
                     }
@@ -282,12 +281,12 @@ impl ColumnBuffer {
         self.tags
             .append(true)
             .map_err(|e| Error::Parquet(e.to_string()))?;
-        let c = e.context.as_ref();
+        let c = s.context.as_ref();
         let context = [
-            c.map(|c| c.experiment_id.as_str()),
-            c.map(|c| c.recording_id.as_str()),
-            c.map(|c| c.participant_id.as_str()),
-            c.map(|c| c.task_id.as_str()),
+            c.map(|c| c.experiment_id),
+            c.map(|c| c.recording_id),
+            c.map(|c| c.participant_id),
+            c.map(|c| c.task_id),
         ];
         for (b, v) in self.context.iter_mut().zip(context) {
             bytes += 4 + v.map_or(0, str::len);
@@ -422,7 +421,7 @@ mod tests {
         samples.reverse();
         let mut buffer = ColumnBuffer::new(&spec);
         for e in &samples {
-            buffer.push(e).unwrap();
+            buffer.push(&SampleView::of(e)).unwrap();
         }
         assert!(buffer.bytes() > 0);
         let columnar = buffer.finish().unwrap();
@@ -430,7 +429,7 @@ mod tests {
         let expected = to_record_batch(&spec, &mut samples).unwrap();
         assert_eq!(columnar, expected);
         // Reusable after a flush.
-        buffer.push(&samples[0]).unwrap();
+        buffer.push(&SampleView::of(&samples[0])).unwrap();
         assert_eq!(buffer.finish().unwrap().num_rows(), 1);
     }
 }

@@ -20,4 +20,4 @@ pub use compact::{
 };
 pub use layout::{PartFile, SAMPLES_DIR};
 pub use sink::{LakeSink, LakeSinkConfig, LakeSource};
-pub use writer::{Added, LakeWriter};
+pub use writer::{Added, LakeWriter, PendingFlush};

@@ -4,9 +4,9 @@
 use crate::backoff::Backoff;
 use crate::dlq::DeadLetters;
 use crate::error::{Error, Result};
-use crate::lake::writer::{Added, LakeWriter};
+use crate::lake::writer::{Added, LakeWriter, PendingFlush};
 use crate::metrics::SinkMetrics;
-use labstream_bus::{BatchConsumer, Positions, Record};
+use labstream_bus::{BatchConsumer, Positions};
 use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,11 @@ impl LakeSink {
     }
 
     /// Runs until `cancel`; what is buffered then is flushed and committed first.
+    ///
+    /// A flush writes its files on another thread while consuming goes on; at most one
+    /// is in flight, and its offsets are committed once its files are in place. A
+    /// revocation waits for it (`BatchConsumer::write_in_progress`), so a partition's
+    /// next owner finds its files and does not write their records again.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
         tracing::info!(group = self.consumer.group_id(), "lake sink started");
         let mut positions = Positions::default();
@@ -100,6 +105,7 @@ impl LakeSink {
         let poll = self.config.flush_interval.min(Duration::from_millis(500));
         let mut lag_sampled = Instant::now();
         let mut generation = 0u64;
+        let mut in_flight: Option<InFlight> = None;
         // topic -> owned partitions; looked up per record without allocating.
         let mut owned: HashMap<String, HashSet<i32>> = HashMap::new();
         loop {
@@ -108,6 +114,11 @@ impl LakeSink {
                 if let Ok(lag) = self.consumer.lag(Duration::from_secs(5)).await {
                     self.metrics.lag.set(lag);
                 }
+            }
+            if in_flight.as_ref().is_some_and(InFlight::is_finished) {
+                let done = in_flight.take().expect("checked");
+                self.finish_flush(done, &owned, &mut backoff, &cancel)
+                    .await?;
             }
             let stopping = cancel.is_cancelled();
             if !stopping {
@@ -130,6 +141,12 @@ impl LakeSink {
                             };
                             self.writer_mut().retain_partitions(keep);
                             positions.retain(keep);
+                            // The revocation waited for a flush in flight: its files are
+                            // in place; its offsets are committed only for what is kept.
+                            if let Some(done) = in_flight.take() {
+                                self.finish_flush(done, &owned, &mut backoff, &cancel)
+                                    .await?;
+                            }
                             while let Err(e) = self.writer_mut().reload_high_water() {
                                 tracing::warn!(error = %e, "lake sink: reading the lake failed; retrying");
                                 if !backoff.wait(&cancel).await {
@@ -138,15 +155,22 @@ impl LakeSink {
                             }
                         }
                         self.metrics.consumed.inc_by(batch.len() as u64);
-                        let decoded = decode_batch(&self.codec, batch).await?;
-                        for (record, decoded) in decoded {
-                            let record = &record;
+                        for record in &batch {
                             if !owns(&owned, &record.topic, record.partition) {
                                 continue;
                             }
-                            let outcome = match decoded {
-                                Ok(sample) => self.writer_mut().add(record, sample),
-                                Err(reason) => Added::Rejected(reason),
+                            let writer = self.writer.as_mut().expect("writer is present");
+                            let outcome = match record.payload.as_deref() {
+                                None => Added::Rejected("the record has no value".to_owned()),
+                                // The current schemas are read in place; others decoded.
+                                Some(bytes) => match self.codec.decode_view(bytes) {
+                                    Some(Ok(view)) => writer.add_view(record, &view),
+                                    Some(Err(e)) => Added::Rejected(e.to_string()),
+                                    None => match decode(&self.codec, bytes) {
+                                        Ok(sample) => writer.add(record, sample),
+                                        Err(reason) => Added::Rejected(reason),
+                                    },
+                                },
                             };
                             if outcome == Added::AlreadyInLake {
                                 self.metrics.duplicates.inc();
@@ -178,26 +202,49 @@ impl LakeSink {
                 || last_flush.elapsed() >= self.config.flush_interval
                 || stopping;
             if due && !positions.is_empty() {
-                loop {
-                    match self.flush().await {
-                        Ok(()) => break,
-                        Err(e) if e.is_retryable() && !cancel.is_cancelled() => {
-                            tracing::warn!(error = %e, "lake sink: flush failed; retrying");
-                            backoff.wait(&cancel).await;
-                        }
-                        Err(e) => return Err(e),
+                // One flush in flight at a time: memory stays within two flushes' worth.
+                if let Some(done) = in_flight.take() {
+                    self.finish_flush(done, &owned, &mut backoff, &cancel)
+                        .await?;
+                }
+                // Held from before the check: a revocation from now on waits for it.
+                let hold = self.consumer.write_in_progress();
+                if self.consumer.assignment_generation() != generation {
+                    // Partitions moved since this batch: handle that before writing
+                    // (when stopping, what is buffered is read again by the next run).
+                    drop(hold);
+                    if stopping {
+                        break;
                     }
+                    continue;
                 }
-                backoff.reset();
-                if let Err(e) = self.consumer.commit_positions(&positions).await {
-                    tracing::warn!(error = %e, "lake sink: commit failed; the files already hold the records");
-                }
-                positions.clear();
+                let mut pending = self.writer_mut().take_pending();
+                let started = std::time::Instant::now();
+                let task = tokio::task::spawn_blocking(move || {
+                    let result = pending.write();
+                    drop(hold);
+                    (pending, result)
+                });
+                in_flight = Some(InFlight {
+                    task,
+                    positions: std::mem::take(&mut positions),
+                    generation,
+                    started,
+                });
                 last_flush = Instant::now();
+                if stopping {
+                    let done = in_flight.take().expect("just set");
+                    self.finish_flush(done, &owned, &mut backoff, &cancel)
+                        .await?;
+                }
             } else if due {
                 last_flush = Instant::now();
             }
             if stopping {
+                if let Some(done) = in_flight.take() {
+                    self.finish_flush(done, &owned, &mut backoff, &cancel)
+                        .await?;
+                }
                 break;
             }
         }
@@ -211,72 +258,81 @@ impl LakeSink {
             .expect("writer is present between flushes")
     }
 
-    async fn flush(&mut self) -> Result<()> {
-        let mut writer = self
-            .writer
-            .take()
-            .ok_or_else(|| Error::Internal("writer missing".into()))?;
-        let rows = writer.buffered_rows();
-        let started = std::time::Instant::now();
-        let (writer, result) = tokio::task::spawn_blocking(move || {
-            let r = writer.flush();
-            (writer, r)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
-        self.writer = Some(writer);
-        let files = result?;
-        self.metrics.written.inc_by(rows as u64);
+    /// Waits for a flush, writes again what it could not (here, not consuming meanwhile,
+    /// so no revocation can pass it), then commits the offsets of the partitions this
+    /// member has kept since the flush began.
+    async fn finish_flush(
+        &mut self,
+        done: InFlight,
+        owned: &HashMap<String, HashSet<i32>>,
+        backoff: &mut Backoff,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let InFlight {
+            task,
+            positions,
+            generation,
+            started,
+        } = done;
+        let (mut pending, mut result) = task
+            .await
+            .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
+        loop {
+            let paths = self.writer_mut().apply(&mut pending);
+            if !paths.is_empty() {
+                tracing::debug!(files = paths.len(), "lake sink wrote files");
+            }
+            match result {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() && !cancel.is_cancelled() => {
+                    tracing::warn!(error = %e, "lake sink: flush failed; retrying");
+                    backoff.wait(cancel).await;
+                    let hold = self.consumer.write_in_progress();
+                    let (back, r) = tokio::task::spawn_blocking(move || {
+                        let r = pending.write();
+                        drop(hold);
+                        (pending, r)
+                    })
+                    .await
+                    .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
+                    pending = back;
+                    result = r;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        backoff.reset();
+        self.metrics.written.inc_by(pending.rows() as u64);
         self.metrics
             .write_seconds
             .observe(started.elapsed().as_secs_f64());
-        if !files.is_empty() {
-            tracing::debug!(files = files.len(), "lake sink wrote files");
+        let revoked = self.consumer.revoked_since(generation);
+        let mut positions = positions;
+        positions.retain(|t, p| owns(owned, t, p) && !revoked.contains(&(t.to_owned(), p)));
+        if let Err(e) = self.consumer.commit_positions(&positions).await {
+            tracing::warn!(error = %e, "lake sink: commit failed; the files already hold the records");
         }
         Ok(())
     }
 }
 
-fn owns(owned: &HashMap<String, HashSet<i32>>, topic: &str, partition: i32) -> bool {
-    owned.get(topic).is_some_and(|p| p.contains(&partition))
+/// A flush writing on a blocking thread, with the offsets its files complete.
+struct InFlight {
+    task: tokio::task::JoinHandle<(PendingFlush, Result<()>)>,
+    positions: Positions,
+    /// The assignment it was taken under.
+    generation: u64,
+    started: std::time::Instant,
 }
 
-/// Below this many records a batch is decoded on the consume loop's thread alone.
-const PARALLEL_DECODE_MIN: usize = 2_000;
+impl InFlight {
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
 
-/// Decodes every record of `batch`, in order: the second half on a blocking thread
-/// while this one decodes the first, so decoding takes two cores when it has them.
-async fn decode_batch(
-    codec: &Codec,
-    mut batch: Vec<Record>,
-) -> Result<Vec<(Record, std::result::Result<EnrichedSample, String>)>> {
-    fn decode_all(
-        codec: &Codec,
-        records: Vec<Record>,
-    ) -> Vec<(Record, std::result::Result<EnrichedSample, String>)> {
-        records
-            .into_iter()
-            .map(|r| {
-                let d = match r.payload.as_deref() {
-                    None => Err("the record has no value".to_owned()),
-                    Some(b) => decode(codec, b),
-                };
-                (r, d)
-            })
-            .collect()
-    }
-    if batch.len() < PARALLEL_DECODE_MIN {
-        return Ok(decode_all(codec, batch));
-    }
-    let tail = batch.split_off(batch.len() / 2);
-    let tail_codec = codec.clone();
-    let tail = tokio::task::spawn_blocking(move || decode_all(&tail_codec, tail));
-    let mut decoded = decode_all(codec, batch);
-    decoded.extend(
-        tail.await
-            .map_err(|e| Error::Internal(format!("decode task failed: {e}")))?,
-    );
-    Ok(decoded)
+fn owns(owned: &HashMap<String, HashSet<i32>>, topic: &str, partition: i32) -> bool {
+    owned.get(topic).is_some_and(|p| p.contains(&partition))
 }
 
 /// Enriched samples (the lake's usual source), or raw ones (no recording context) when

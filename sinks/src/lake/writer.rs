@@ -7,8 +7,8 @@ use crate::lake::layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR, table_dir};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use labstream_bus::Record;
-use labstream_schemas::Registry;
 use labstream_schemas::experiment::EnrichedSample;
+use labstream_schemas::{Registry, SampleView};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -173,22 +173,26 @@ impl LakeWriter {
 
     pub fn add(&mut self, record: &Record, enriched: impl Into<EnrichedSample>) -> Added {
         let enriched = enriched.into();
-        let sample = &enriched.sample;
+        self.add_view(record, &SampleView::of(&enriched))
+    }
+
+    /// `add` of a sample borrowed from its message (`Codec::decode_view`).
+    pub fn add_view(&mut self, record: &Record, sample: &SampleView<'_>) -> Added {
         let registry = self.registry.clone();
-        let Some(spec) = registry.get(sample.sensor_type.as_str()) else {
+        let Some(spec) = registry.get(sample.sensor_type) else {
             return Added::Rejected(format!(
                 "sensor_type {:?} is not in the registry of the lake sink",
-                sample.sensor_type.as_str()
+                sample.sensor_type
             ));
         };
         let Some(date) = sample.ts.to_datetime().map(|dt| dt.date_naive()) else {
             return Added::Rejected(format!("ts {} is out of range", sample.ts.as_micros()));
         };
-        let experiment = enriched
+        let experiment = sample
             .context
             .as_ref()
-            .map_or(NO_EXPERIMENT, |c| c.experiment_id.as_str());
-        let dir = self.dir_id(sample.sensor_type.as_str(), experiment, date);
+            .map_or(NO_EXPERIMENT, |c| c.experiment_id);
+        let dir = self.dir_id(sample.sensor_type, experiment, date);
         let topic = self.topic_id(&record.topic);
         let slot = (dir, topic, record.partition);
         let hw = match self.high_water_by_slot.get(&slot) {
@@ -221,7 +225,7 @@ impl LakeWriter {
             return Added::AlreadyInLake;
         }
         let before = buffer.columns.bytes();
-        if let Err(e) = buffer.columns.push(&enriched) {
+        if let Err(e) = buffer.columns.push(sample) {
             return Added::Rejected(format!("the sample does not fit its table: {e}"));
         }
         let bytes = buffer.columns.bytes() - before;
@@ -238,59 +242,154 @@ impl LakeWriter {
     /// Writes every buffer as one file. On error the buffers not yet written stay, and
     /// a later call retries them; written ones are never written again.
     pub fn flush(&mut self) -> Result<Vec<PathBuf>> {
-        let mut written = Vec::new();
+        let mut pending = self.take_pending();
+        let result = pending.write();
+        let written = self.apply(&mut pending);
+        if result.is_err() {
+            self.put_back(pending);
+        }
+        result.map(|()| written)
+    }
+
+    /// Takes every buffer out, to be written while new records are buffered (by
+    /// `PendingFlush::write` on another thread); `apply` then records what it wrote.
+    pub fn take_pending(&mut self) -> PendingFlush {
         let mut slots: Vec<SlotKey> = self.buffers.keys().copied().collect();
         // A stable order (directory, topic, partition), as before interning.
         slots.sort_by(|a, b| {
             let (da, db) = (&self.dirs[a.0 as usize].key, &self.dirs[b.0 as usize].key);
             (da, &self.topics[a.1 as usize], a.2).cmp(&(db, &self.topics[b.1 as usize], b.2))
         });
-        for slot in slots {
-            let Some(mut buffer) = self.buffers.remove(&slot) else {
-                continue;
-            };
-            let (dir, topic, partition) = slot;
-            let dir = &self.dirs[dir as usize];
-            let topic = &self.topics[topic as usize];
+        let files = slots
+            .into_iter()
+            .filter_map(|slot| {
+                let buffer = self.buffers.remove(&slot)?;
+                Some(PendingFile {
+                    slot,
+                    dir: self.dirs[slot.0 as usize].path.clone(),
+                    topic: self.topics[slot.1 as usize].clone(),
+                    buffer,
+                })
+            })
+            .collect();
+        let pending = PendingFlush {
+            files,
+            written: Vec::new(),
+            rows: self.rows,
+            max_row_group_rows: self.max_row_group_rows,
+        };
+        self.rows = 0;
+        self.bytes = 0;
+        pending
+    }
+
+    /// Records the files `pending` wrote (their offsets are in the lake now) and returns
+    /// their paths; what it did not write yet stays in it.
+    pub fn apply(&mut self, pending: &mut PendingFlush) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        for done in pending.written.drain(..) {
+            let hw = self
+                .high_water
+                .entry((done.dir, done.topic, done.slot.2))
+                .or_insert(i64::MIN);
+            *hw = (*hw).max(done.last_offset);
+            let hw = *hw;
+            self.high_water_by_slot.insert(done.slot, Some(hw));
+            paths.push(done.path);
+        }
+        paths
+    }
+
+    /// Buffers again what `pending` could not write, for the next flush. Only right
+    /// while nothing was added since `take_pending` (as in `flush`).
+    fn put_back(&mut self, pending: PendingFlush) {
+        for file in pending.files {
+            self.rows += file.buffer.rows;
+            self.bytes += file.buffer.bytes;
+            let newer = self.buffers.insert(file.slot, file.buffer);
+            debug_assert!(newer.is_none(), "records were added before put_back");
+        }
+    }
+}
+
+/// Buffers taken out of a `LakeWriter` to be written as files, one per buffer.
+pub struct PendingFlush {
+    files: Vec<PendingFile>,
+    written: Vec<WrittenFile>,
+    rows: usize,
+    max_row_group_rows: usize,
+}
+
+struct PendingFile {
+    slot: SlotKey,
+    dir: PathBuf,
+    topic: String,
+    buffer: Buffer,
+}
+
+struct WrittenFile {
+    slot: SlotKey,
+    dir: PathBuf,
+    topic: String,
+    last_offset: i64,
+    path: PathBuf,
+}
+
+impl PendingFlush {
+    /// Rows taken out of the writer (written or not).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Nothing left to write.
+    pub fn is_done(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Writes the files not written yet, in order: temporary name, fsync, rename, fsync
+    /// of the directory. On error the rest stays for another call; written ones are
+    /// never written again. Needs no `LakeWriter`, so it can run on another thread.
+    pub fn write(&mut self) -> Result<()> {
+        let mut files = std::mem::take(&mut self.files).into_iter();
+        while let Some(mut file) = files.next() {
             let part = PartFile {
-                topic: topic.clone(),
-                partition,
-                first_offset: buffer.first_offset,
-                last_offset: buffer.last_offset,
+                topic: file.topic.clone(),
+                partition: file.slot.2,
+                first_offset: file.buffer.first_offset,
+                last_offset: file.buffer.last_offset,
             };
             // A failure to build is not retryable: the sink stops, nothing is committed.
-            let batch = match buffer.built.take() {
+            let batch = match file.buffer.built.take() {
                 Some(batch) => batch,
-                None => buffer.columns.finish()?,
+                None => match file.buffer.columns.finish() {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        self.files = std::iter::once(file).chain(files).collect();
+                        return Err(e);
+                    }
+                },
             };
-            let result = write_file(
-                &dir.path,
+            match write_file(
+                &file.dir,
                 &part.file_name(),
                 &batch,
                 self.max_row_group_rows,
-            );
-            match result {
-                Ok(path) => {
-                    self.rows -= buffer.rows;
-                    self.bytes -= buffer.bytes;
-                    self.high_water.insert(
-                        (dir.path.clone(), topic.clone(), partition),
-                        buffer.last_offset,
-                    );
-                    self.high_water_by_slot
-                        .insert(slot, Some(buffer.last_offset));
-                    written.push(path);
-                }
+            ) {
+                Ok(path) => self.written.push(WrittenFile {
+                    slot: file.slot,
+                    dir: file.dir,
+                    topic: file.topic,
+                    last_offset: file.buffer.last_offset,
+                    path,
+                }),
                 Err(e) => {
-                    buffer.built = Some(batch);
-                    self.buffers.insert(slot, buffer);
+                    file.buffer.built = Some(batch);
+                    self.files = std::iter::once(file).chain(files).collect();
                     return Err(e);
                 }
             }
         }
-        self.rows = 0;
-        self.bytes = 0;
-        Ok(written)
+        Ok(())
     }
 }
 
