@@ -220,8 +220,9 @@ impl LakeSink {
                 }
                 let mut pending = self.writer_mut().take_pending();
                 let started = std::time::Instant::now();
+                let metrics = self.metrics.clone();
                 let task = tokio::task::spawn_blocking(move || {
-                    let result = pending.write();
+                    let result = write_counted(&mut pending, &metrics, started);
                     drop(hold);
                     (pending, result)
                 });
@@ -288,8 +289,9 @@ impl LakeSink {
                     tracing::warn!(error = %e, "lake sink: flush failed; retrying");
                     backoff.wait(cancel).await;
                     let hold = self.consumer.write_in_progress();
+                    let metrics = self.metrics.clone();
                     let (back, r) = tokio::task::spawn_blocking(move || {
-                        let r = pending.write();
+                        let r = write_counted(&mut pending, &metrics, started);
                         drop(hold);
                         (pending, r)
                     })
@@ -302,10 +304,6 @@ impl LakeSink {
             }
         }
         backoff.reset();
-        self.metrics.written.inc_by(pending.rows() as u64);
-        self.metrics
-            .write_seconds
-            .observe(started.elapsed().as_secs_f64());
         let revoked = self.consumer.revoked_since(generation);
         let mut positions = positions;
         positions.retain(|t, p| owns(owned, t, p) && !revoked.contains(&(t.to_owned(), p)));
@@ -314,6 +312,21 @@ impl LakeSink {
         }
         Ok(())
     }
+}
+
+/// Writes what `pending` has left and, once all of it is in place, counts its rows as
+/// written: at once, so the metric is not behind the files readers already see.
+fn write_counted(
+    pending: &mut PendingFlush,
+    metrics: &SinkMetrics,
+    started: std::time::Instant,
+) -> Result<()> {
+    pending.write()?;
+    metrics.written.inc_by(pending.rows() as u64);
+    metrics
+        .write_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// A flush writing on a blocking thread, with the offsets its files complete.
