@@ -157,10 +157,6 @@ impl<'a> BodyReader<'a> {
             .map_err(|e| Error::shape(self.record, format!("a string is not UTF-8: {e}")))
     }
 
-    pub(crate) fn string(&mut self) -> Result<String> {
-        self.str().map(str::to_owned)
-    }
-
     /// A union branch index below `branches`.
     pub(crate) fn union_index(&mut self, branches: i64) -> Result<i64> {
         let i = self.long()?;
@@ -170,40 +166,9 @@ impl<'a> BodyReader<'a> {
         Ok(i)
     }
 
-    /// `["null", "string"]`.
-    pub(crate) fn optional_string(&mut self) -> Result<Option<String>> {
-        Ok(match self.union_index(2)? {
-            0 => None,
-            _ => Some(self.string()?),
-        })
-    }
-
-    /// A map: calls `entry(key, reader)` for each entry, which must read the value.
-    pub(crate) fn map(
-        &mut self,
-        mut entry: impl FnMut(String, &mut Self) -> Result<()>,
-    ) -> Result<()> {
-        loop {
-            let mut count = self.long()?;
-            if count == 0 {
-                return Ok(());
-            }
-            if count < 0 {
-                count = count.checked_neg().ok_or_else(|| self.truncated())?;
-                let _block_bytes = self.long()?;
-            }
-            for _ in 0..count {
-                let key = self.string()?;
-                entry(key, self)?;
-            }
-        }
-    }
-}
-
-impl<'a> BodyReader<'a> {
     /// A map whose keys stay borrowed: calls `entry(key, reader)` for each entry, which
     /// must read the value.
-    pub(crate) fn map_borrowed(
+    pub(crate) fn map(
         &mut self,
         mut entry: impl FnMut(&'a str, &mut Self) -> Result<()>,
     ) -> Result<()> {
@@ -222,6 +187,15 @@ impl<'a> BodyReader<'a> {
             }
         }
     }
+}
+
+/// The writer schema's fingerprint from a single-object header; `None` without one.
+fn header_fingerprint(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+        return None;
+    }
+    let fp: [u8; 8] = bytes[2..HEADER_LEN].try_into().expect("8 bytes");
+    Some(u64::from_le_bytes(fp))
 }
 
 /// One version of one record schema.
@@ -318,15 +292,9 @@ impl Codec {
     /// The record name of the writer schema `bytes` names (e.g. `labstream.Sample`),
     /// for readers that accept more than one record type on a topic.
     pub fn record_name(&self, bytes: &[u8]) -> Result<&'static str> {
-        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
-            return Err(Error::NotSingleObject(format!(
-                "{} bytes without the C3 01 header",
-                bytes.len()
-            )));
-        }
-        let mut fp = [0u8; 8];
-        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let fingerprint = u64::from_le_bytes(fp);
+        let fingerprint = header_fingerprint(bytes).ok_or_else(|| {
+            Error::NotSingleObject(format!("{} bytes without the C3 01 header", bytes.len()))
+        })?;
         let index = *self
             .inner
             .by_fingerprint
@@ -339,12 +307,7 @@ impl Codec {
     /// `EnrichedSample` schema; `None` for any other writer schema (decode those with
     /// `decode`). Gives what `decode` gives, without allocating per string.
     pub fn decode_view<'a>(&self, bytes: &'a [u8]) -> Option<Result<SampleView<'a>>> {
-        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
-            return None;
-        }
-        let mut fp = [0u8; 8];
-        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let fingerprint = u64::from_le_bytes(fp);
+        let fingerprint = header_fingerprint(bytes)?;
         let [sample, enriched] = self.inner.view_fingerprints;
         let body = &bytes[HEADER_LEN..];
         if fingerprint == sample {
@@ -369,9 +332,7 @@ impl Codec {
                 bytes[0], bytes[1]
             )));
         }
-        let mut fp = [0u8; 8];
-        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let fingerprint = u64::from_le_bytes(fp);
+        let fingerprint = header_fingerprint(bytes).expect("header checked above");
         let index = *self
             .inner
             .by_fingerprint

@@ -1,8 +1,9 @@
 //! The `Sample` record: one sensor reading as ingest accepted it.
 
-use crate::codec::{AvroRecord, BodyReader};
+use crate::codec::AvroRecord;
 use crate::error::{Error, Result};
 use crate::ids::{SensorId, SensorType};
+use crate::sample_view::SampleView;
 use apache_avro::types::Value;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -180,8 +181,7 @@ impl AvroRecord for Sample {
     }
 
     fn decode_current(body: &[u8]) -> Option<Result<Self>> {
-        let mut r = BodyReader::new(body, "Sample");
-        Some(read_sample_fields(&mut r))
+        Some(SampleView::read(body, false).map(|v| v.to_owned_sample().sample))
     }
 
     fn from_avro(value: Value) -> Result<Self> {
@@ -250,43 +250,4 @@ fn timestamp(v: Value) -> Result<Timestamp> {
         Value::TimestampMillis(t) => Ok(Timestamp::from_micros(t.saturating_mul(1000))),
         other => Err(Error::shape("Sample", format!("timestamp {other:?}"))),
     }
-}
-
-/// The fields of the current `Sample` schema (also the first fields of
-/// `EnrichedSample`), read straight from the Avro body in schema order.
-pub(crate) fn read_sample_fields(r: &mut BodyReader<'_>) -> Result<Sample> {
-    let sensor_id = SensorId::new(r.str()?);
-    let sensor_type = SensorType::new(r.str()?);
-    let ts = Timestamp::from_micros(r.long()?);
-    let seq = match r.union_index(2)? {
-        0 => None,
-        _ => Some(r.long()?),
-    };
-    let mut values = BTreeMap::new();
-    r.map(|key, r| {
-        // ["double", "long", "boolean", "string"]
-        let value = match r.union_index(4)? {
-            0 => FieldValue::Double(r.double()?),
-            1 => FieldValue::Long(r.long()?),
-            2 => FieldValue::Bool(r.boolean()?),
-            _ => FieldValue::Str(r.string()?),
-        };
-        values.insert(key, value);
-        Ok(())
-    })?;
-    let mut tags = BTreeMap::new();
-    r.map(|key, r| {
-        tags.insert(key, r.string()?);
-        Ok(())
-    })?;
-    let received_at = Timestamp::from_micros(r.long()?);
-    Ok(Sample {
-        sensor_id,
-        sensor_type,
-        ts,
-        seq,
-        values,
-        tags,
-        received_at,
-    })
 }

@@ -6,8 +6,9 @@
 
 use crate::codec::BodyReader;
 use crate::error::{Error, Result};
-use crate::experiment::EnrichedSample;
-use crate::sample::{FieldValue, Timestamp};
+use crate::experiment::{EnrichedSample, RecordingContext};
+use crate::ids::{SensorId, SensorType};
+use crate::sample::{FieldValue, Sample, Timestamp};
 
 /// One value of a sample's `values` map, borrowed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,6 +26,17 @@ impl<'a> From<&'a FieldValue> for FieldValueRef<'a> {
             FieldValue::Long(l) => Self::Long(*l),
             FieldValue::Bool(b) => Self::Bool(*b),
             FieldValue::Str(s) => Self::Str(s),
+        }
+    }
+}
+
+impl FieldValueRef<'_> {
+    fn to_owned_value(self) -> FieldValue {
+        match self {
+            Self::Double(d) => FieldValue::Double(d),
+            Self::Long(l) => FieldValue::Long(l),
+            Self::Bool(b) => FieldValue::Bool(b),
+            Self::Str(s) => FieldValue::Str(s.to_owned()),
         }
     }
 }
@@ -81,6 +93,35 @@ impl<'a> SampleView<'a> {
         }
     }
 
+    /// The owned sample: what the owned decoders give for the current schemas.
+    pub fn to_owned_sample(&self) -> EnrichedSample {
+        EnrichedSample {
+            sample: Sample {
+                sensor_id: SensorId::new(self.sensor_id),
+                sensor_type: SensorType::new(self.sensor_type),
+                ts: self.ts,
+                seq: self.seq,
+                values: self
+                    .values
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.to_owned_value()))
+                    .collect(),
+                tags: self
+                    .tags
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                received_at: self.received_at,
+            },
+            context: self.context.map(|c| RecordingContext {
+                experiment_id: c.experiment_id.into(),
+                recording_id: c.recording_id.into(),
+                participant_id: c.participant_id.into(),
+                task_id: c.task_id.into(),
+            }),
+        }
+    }
+
     /// The value of field `name`, if the sample has it.
     pub fn value(&self, name: &str) -> Option<FieldValueRef<'a>> {
         self.values
@@ -102,7 +143,7 @@ impl<'a> SampleView<'a> {
             _ => Some(r.long()?),
         };
         let mut values = Vec::with_capacity(4);
-        r.map_borrowed(|key, r| {
+        r.map(|key, r| {
             // ["double", "long", "boolean", "string"]
             let value = match r.union_index(4)? {
                 0 => FieldValueRef::Double(r.double()?),
@@ -114,7 +155,7 @@ impl<'a> SampleView<'a> {
             Ok(())
         })?;
         let mut tags = Vec::with_capacity(2);
-        r.map_borrowed(|key, r| {
+        r.map(|key, r| {
             tags.push((key, r.str()?));
             Ok(())
         })?;

@@ -2,10 +2,11 @@
 //! it belongs to, if any. Same fields as `Sample` plus four nullable ones, so the lake
 //! gets them as columns.
 
-use crate::codec::{AvroRecord, BodyReader};
+use crate::codec::AvroRecord;
 use crate::error::{Error, Result};
 use crate::ids::{ExperimentId, ParticipantId, RecordingId, TaskId};
-use crate::sample::{Sample, read_sample_fields};
+use crate::sample::Sample;
+use crate::sample_view::SampleView;
 use apache_avro::types::Value;
 use serde::{Deserialize, Serialize};
 
@@ -66,17 +67,7 @@ impl AvroRecord for EnrichedSample {
     }
 
     fn decode_current(body: &[u8]) -> Option<Result<Self>> {
-        let mut r = BodyReader::new(body, "EnrichedSample");
-        Some(read_sample_fields(&mut r).and_then(|sample| {
-            let e = r.optional_string()?;
-            let rec = r.optional_string()?;
-            let p = r.optional_string()?;
-            let t = r.optional_string()?;
-            Ok(EnrichedSample {
-                sample,
-                context: recording_context(e, rec, p, t)?,
-            })
-        }))
+        Some(SampleView::read(body, true).map(|v| v.to_owned_sample()))
     }
 
     fn from_avro(value: Value) -> Result<Self> {

@@ -6,7 +6,7 @@ use crate::dlq::DeadLetters;
 use crate::error::{Error, Result};
 use crate::lake::writer::{Added, LakeWriter, PendingFlush};
 use crate::metrics::SinkMetrics;
-use labstream_bus::{BatchConsumer, Positions};
+use labstream_bus::{BatchConsumer, Positions, WriteInProgress};
 use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
@@ -218,14 +218,9 @@ impl LakeSink {
                     }
                     continue;
                 }
-                let mut pending = self.writer_mut().take_pending();
+                let pending = self.writer_mut().take_pending();
                 let started = std::time::Instant::now();
-                let metrics = self.metrics.clone();
-                let task = tokio::task::spawn_blocking(move || {
-                    let result = write_counted(&mut pending, &metrics, started);
-                    drop(hold);
-                    (pending, result)
-                });
+                let task = spawn_write(pending, hold, self.metrics.clone(), started);
                 in_flight = Some(InFlight {
                     task,
                     positions: std::mem::take(&mut positions),
@@ -289,14 +284,9 @@ impl LakeSink {
                     tracing::warn!(error = %e, "lake sink: flush failed; retrying");
                     backoff.wait(cancel).await;
                     let hold = self.consumer.write_in_progress();
-                    let metrics = self.metrics.clone();
-                    let (back, r) = tokio::task::spawn_blocking(move || {
-                        let r = write_counted(&mut pending, &metrics, started);
-                        drop(hold);
-                        (pending, r)
-                    })
-                    .await
-                    .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
+                    let (back, r) = spawn_write(pending, hold, self.metrics.clone(), started)
+                        .await
+                        .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
                     pending = back;
                     result = r;
                 }
@@ -314,19 +304,25 @@ impl LakeSink {
     }
 }
 
-/// Writes what `pending` has left and, once all of it is in place, counts its rows as
-/// written: at once, so the metric is not behind the files readers already see.
-fn write_counted(
-    pending: &mut PendingFlush,
-    metrics: &SinkMetrics,
+/// Writes what `pending` has left on a blocking thread, holding `hold` (a revocation
+/// waits for it) until done; once all of it is in place its rows count as written, at
+/// once, so the metric is not behind the files readers already see.
+fn spawn_write(
+    mut pending: PendingFlush,
+    hold: WriteInProgress,
+    metrics: SinkMetrics,
     started: std::time::Instant,
-) -> Result<()> {
-    pending.write()?;
-    metrics.written.inc_by(pending.rows() as u64);
-    metrics
-        .write_seconds
-        .observe(started.elapsed().as_secs_f64());
-    Ok(())
+) -> tokio::task::JoinHandle<(PendingFlush, Result<()>)> {
+    tokio::task::spawn_blocking(move || {
+        let result = pending.write().map(|()| {
+            metrics.written.inc_by(pending.rows() as u64);
+            metrics
+                .write_seconds
+                .observe(started.elapsed().as_secs_f64());
+        });
+        drop(hold);
+        (pending, result)
+    })
 }
 
 /// A flush writing on a blocking thread, with the offsets its files complete.
