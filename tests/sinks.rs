@@ -254,3 +254,93 @@ async fn two_lake_sinks_sharing_the_partitions_survive_a_member_crash() {
         second.logs()
     );
 }
+
+/// The lake cannot be written for a while (here its `samples/power` folder is blocked by
+/// a file): the lake sink retries the flush on its writing thread, commits nothing, and a
+/// SIGKILL meanwhile loses nothing; once the lake is writable again every sample is in it
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing() {
+    let stack = TestStack::start_command(
+        "ingest",
+        &[
+            ("LABSTREAM__SINKS__LAKE__FLUSH_INTERVAL", "200ms"),
+            ("LABSTREAM__SINKS__LAKE__SOURCE", "raw"),
+            ("LABSTREAM__SINKS__LAKE__RETRY_BACKOFF_MAX", "500ms"),
+            ("LABSTREAM__COMPACTION__ENABLED", "false"),
+        ],
+    )
+    .await;
+    let topic = stack.topic("samples.raw");
+    let group = format!("t{}-lake", stack.id);
+    let blocker = stack.lake.join("samples").join("power");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let mut lake = stack.worker(&["sink", "lake"]);
+    let client = reqwest::Client::new();
+    let mut want = Contents::new();
+    let mut post = async |from: i64, to: i64| {
+        let batch: Vec<serde_json::Value> = (from..to)
+            .map(|n| {
+                let id = format!("u-{}", n % 7);
+                let ts = T0 + n * 1_000;
+                let watts = n as f64 * 0.5;
+                want.insert((id.clone(), ts), watts);
+                serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
+            })
+            .collect();
+        post_accepted(&client, &stack, &batch).await;
+    };
+    post(0, 300).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lake.logs().contains("lake sink: flush failed; retrying") {
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not notice the lake fails:\n{}",
+            lake.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    post(300, 600).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        group_offsets(&stack, &group, &topic),
+        0,
+        "committed unwritten records"
+    );
+    // Killed while retrying, started again, still failing for a while.
+    lake.kill9();
+    lake.start();
+    post(600, 900).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        group_offsets(&stack, &group, &topic),
+        0,
+        "committed unwritten records"
+    );
+    assert_eq!(lake_rows(&stack).0, 0);
+    std::fs::remove_file(&blocker).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lake_rows(&stack).0 < want.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the lake holds {} of {} rows after it was writable again:\n{}",
+            lake_rows(&stack).0,
+            want.len(),
+            lake.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let end = stack.topic_records(&topic);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while group_offsets(&stack, &group, &topic) < end {
+        assert!(
+            Instant::now() < deadline,
+            "offsets not committed after the write"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (n, contents) = lake_rows(&stack);
+    assert_eq!(n, want.len(), "rows written twice");
+    assert_eq!(contents, want);
+}

@@ -94,7 +94,8 @@ struct WritesInProgress {
 }
 
 impl WritesInProgress {
-    fn wait_until_none(&self) {
+    /// Waits until no write is in progress; none can begin while the guard is held.
+    fn wait_until_none(&self) -> std::sync::MutexGuard<'_, usize> {
         let mut count = self.count.lock().expect("not poisoned");
         if *count > 0 {
             tracing::info!(writes = *count, "revocation waits for writes in progress");
@@ -102,6 +103,7 @@ impl WritesInProgress {
         while *count > 0 {
             count = self.done.wait(count).expect("not poisoned");
         }
+        count
     }
 }
 
@@ -143,8 +145,10 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             // Runs inside the poll: the group waits for this member until its writes of
-            // the revoked partitions' records are complete.
-            self.writes.wait_until_none();
+            // the revoked partitions' records are complete. The count stays locked until
+            // the generation has moved, so no write can begin in between under the old
+            // generation (`BatchConsumer::write_in_progress_at`).
+            let _no_new_writes = self.writes.wait_until_none();
             let mut assigned = self.assigned.lock().expect("not poisoned");
             let mut revoked_at = self.revoked_at.lock().expect("not poisoned");
             let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -265,14 +269,25 @@ impl BatchConsumer {
         self.inner.context().revoked_since(generation)
     }
 
-    /// Marks a write of consumed records as in progress until the returned value is
-    /// dropped (it may move to another thread). While one is, a revocation of this
-    /// member's partitions waits, so their next owner sees the write complete (e.g. a
-    /// lake file renamed into place) and does not write the records again.
-    pub fn write_in_progress(&self) -> WriteInProgress {
-        let writes = self.inner.context().writes.clone();
-        *writes.count.lock().expect("not poisoned") += 1;
-        WriteInProgress { writes }
+    /// Marks a write of records consumed under `generation` (a value of
+    /// `assignment_generation`) as in progress until the returned value is dropped (it
+    /// may move to another thread); `None` when the assignment has changed since, and the
+    /// records may belong to another member now. While a write is in progress, a
+    /// revocation of this member's partitions waits, so their next owner sees the write
+    /// complete (e.g. a lake file renamed into place) and does not write the records
+    /// again. Safe to call while another task is inside `next_batch`.
+    pub fn write_in_progress_at(&self, generation: u64) -> Option<WriteInProgress> {
+        let context = self.inner.context();
+        let writes = context.writes.clone();
+        {
+            // A revocation moves the generation while holding this lock.
+            let mut count = writes.count.lock().expect("not poisoned");
+            if context.generation() != generation {
+                return None;
+            }
+            *count += 1;
+        }
+        Some(WriteInProgress { writes })
     }
 
     /// The topic-partitions this member owns now.

@@ -189,3 +189,93 @@ async fn a_batch_never_mixes_records_of_an_earlier_assignment() {
     );
     assert!(revoked_seen > 0, "revoked_since reported nothing");
 }
+
+/// A write in progress holds back the revocation of the member's partitions (so the next
+/// owner finds it complete), and no write can begin under an assignment that has moved:
+/// `write_in_progress_at` refuses a generation that is no longer current, even while
+/// another task is polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_waits_for_writes_and_no_write_begins_after_it() {
+    let config = config();
+    probe(&config, Duration::from_secs(10))
+        .await
+        .expect("Kafka of the local stack must be running: infra/local/stack up");
+    let topic = format!("test.bus.hold.{}", uuid::Uuid::new_v4());
+    let group = format!("test-bus-hold-{}", uuid::Uuid::new_v4());
+    ensure_topics(&config, &[TopicSpec::new(&topic, 2)])
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let first = BatchConsumer::new(&config, &group, &[&topic]).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first.assigned().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never assigned");
+        first
+            .next_batch(10, Duration::from_millis(200), &cancel)
+            .await
+            .unwrap();
+    }
+    let generation = first.assignment_generation();
+    let hold = first
+        .write_in_progress_at(generation)
+        .expect("the current generation");
+    assert!(first.write_in_progress_at(generation - 1).is_none());
+
+    // The first member keeps polling on its own task, as the lake sink's fetch task does.
+    let polling = {
+        let (first, cancel) = (first.clone(), cancel.clone());
+        tokio::spawn(async move {
+            while !cancel.is_cancelled() {
+                let _ = first
+                    .next_batch(10, Duration::from_millis(200), &cancel)
+                    .await;
+            }
+        })
+    };
+    let joining = {
+        let (config, topic, group, cancel) =
+            (config.clone(), topic.clone(), group.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let second = BatchConsumer::new(&config, &group, &[&topic]).unwrap();
+            while !cancel.is_cancelled() {
+                let _ = second
+                    .next_batch(10, Duration::from_millis(200), &cancel)
+                    .await;
+            }
+            second.assigned().len()
+        })
+    };
+    // The second member's join revokes the first's partitions: not while the write is on.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        first.assignment_generation(),
+        generation,
+        "partitions were revoked while a write was in progress"
+    );
+    assert_eq!(first.assigned().len(), 2);
+    drop(hold);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first.assignment_generation() == generation {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revocation never went on after the write ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(first.write_in_progress_at(generation).is_none());
+    assert!(
+        !first.revoked_since(generation).is_empty(),
+        "revoked_since does not show the revocation"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first.assigned().len() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions not split"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    polling.await.unwrap();
+    assert_eq!(joining.await.unwrap(), 1);
+}

@@ -30,4 +30,21 @@ impl Backoff {
             _ = tokio::time::sleep(d) => true,
         }
     }
+
+    /// `wait` for a blocking thread: sleeps in short steps, so a cancellation ends it
+    /// within 50 ms. False when cancelled.
+    pub(crate) fn wait_blocking(&mut self, cancel: &CancellationToken) -> bool {
+        let until = std::time::Instant::now() + self.next;
+        self.next = (self.next * 2).min(self.max);
+        loop {
+            if cancel.is_cancelled() {
+                return false;
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
 }

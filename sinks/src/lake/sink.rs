@@ -6,11 +6,11 @@ use crate::dlq::DeadLetters;
 use crate::error::{Error, Result};
 use crate::lake::writer::{Added, LakeWriter, PendingFlush};
 use crate::metrics::SinkMetrics;
-use labstream_bus::{BatchConsumer, Positions, WriteInProgress};
+use labstream_bus::{BatchConsumer, Positions, Record, WriteInProgress};
 use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,10 +93,13 @@ impl LakeSink {
 
     /// Runs until `cancel`; what is buffered then is flushed and committed first.
     ///
-    /// A flush writes its files on another thread while consuming goes on; at most one
-    /// is in flight, and its offsets are committed once its files are in place. A
-    /// revocation waits for it (`BatchConsumer::write_in_progress`), so a partition's
-    /// next owner finds its files and does not write their records again.
+    /// Three stages overlap: a task fetches the next batch from Kafka (`fetch`) while
+    /// this one reads the previous batch into the writer's buffers, and a flush writes
+    /// its files on a blocking thread meanwhile. At most one flush is in flight; its
+    /// offsets are committed once its files are in place. A revocation waits for it
+    /// (`BatchConsumer::write_in_progress_at`), so a partition's next owner finds its
+    /// files and does not write their records again; a fetched batch's records of a
+    /// partition revoked since it was fetched are left out (they are read again).
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
         tracing::info!(group = self.consumer.group_id(), "lake sink started");
         let mut positions = Positions::default();
@@ -108,6 +111,17 @@ impl LakeSink {
         let mut in_flight: Option<InFlight> = None;
         // topic -> owned partitions; looked up per record without allocating.
         let mut owned: HashMap<String, HashSet<i32>> = HashMap::new();
+        // One batch waits while the previous one is read: fetching overlaps reading.
+        let (batches, mut fetched) = tokio::sync::mpsc::channel::<Fetched>(1);
+        let fetching = cancel.child_token();
+        let fetcher = tokio::spawn(fetch(
+            self.consumer.clone(),
+            poll,
+            self.config.retry_backoff_max,
+            fetching.clone(),
+            batches,
+        ));
+        let _stop_fetching = fetching.clone().drop_guard();
         loop {
             if lag_sampled.elapsed() >= Duration::from_secs(10) {
                 lag_sampled = Instant::now();
@@ -117,82 +131,106 @@ impl LakeSink {
             }
             if in_flight.as_ref().is_some_and(InFlight::is_finished) {
                 let done = in_flight.take().expect("checked");
-                self.finish_flush(done, &owned, &mut backoff, &cancel)
-                    .await?;
+                self.finish_flush(done, &owned).await?;
             }
             let stopping = cancel.is_cancelled();
-            if !stopping {
-                match self.consumer.next_batch(10_000, poll, &cancel).await {
-                    Ok(batch) => {
-                        // Partitions moved (a member joined, left or died): drop what
-                        // was buffered of every revoked partition (a partition assigned
-                        // again is read anew from its committed offset) and re-read what
-                        // other members may have written.
-                        let now = self.consumer.assignment_generation();
-                        if now != generation {
-                            let revoked = self.consumer.revoked_since(generation);
-                            generation = now;
-                            owned.clear();
-                            for (topic, partition) in self.consumer.assigned() {
-                                owned.entry(topic).or_default().insert(partition);
-                            }
-                            let keep = |t: &str, p: i32| {
-                                owns(&owned, t, p) && !revoked.contains(&(t.to_owned(), p))
+            let batch = if stopping {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => None,
+                    next = tokio::time::timeout(poll, fetched.recv()) => match next {
+                        Ok(Some(batch)) => Some(batch),
+                        // The fetch task ends by itself only when cancelled.
+                        Ok(None) if cancel.is_cancelled() => None,
+                        Ok(None) => {
+                            let ended = match fetcher.await {
+                                Ok(()) => "ended".to_owned(),
+                                Err(e) => e.to_string(),
                             };
-                            self.writer_mut().retain_partitions(keep);
-                            positions.retain(keep);
-                            // The revocation waited for a flush in flight: its files are
-                            // in place; its offsets are committed only for what is kept.
-                            if let Some(done) = in_flight.take() {
-                                self.finish_flush(done, &owned, &mut backoff, &cancel)
-                                    .await?;
-                            }
-                            while let Err(e) = self.writer_mut().reload_high_water() {
-                                tracing::warn!(error = %e, "lake sink: reading the lake failed; retrying");
-                                if !backoff.wait(&cancel).await {
-                                    return Ok(());
-                                }
-                            }
+                            return Err(Error::Internal(format!("lake sink: fetch task {ended}")));
                         }
-                        self.metrics.consumed.inc_by(batch.len() as u64);
-                        for record in &batch {
-                            if !owns(&owned, &record.topic, record.partition) {
-                                continue;
-                            }
-                            let writer = self.writer.as_mut().expect("writer is present");
-                            let outcome = match record.payload.as_deref() {
-                                None => Added::Rejected("the record has no value".to_owned()),
-                                // The current schemas are read in place; others decoded.
-                                Some(bytes) => match self.codec.decode_view(bytes) {
-                                    Some(Ok(view)) => writer.add_view(record, &view),
-                                    Some(Err(e)) => Added::Rejected(e.to_string()),
-                                    None => match decode(&self.codec, bytes) {
-                                        Ok(sample) => writer.add(record, sample),
-                                        Err(reason) => Added::Rejected(reason),
-                                    },
-                                },
-                            };
-                            if outcome == Added::AlreadyInLake {
-                                self.metrics.duplicates.inc();
-                            }
-                            if let Added::Rejected(reason) = outcome {
-                                self.metrics.dead_letters.inc();
-                                // Kept in the DLQ before its offset can be committed.
-                                while let Err(e) = self.dead_letters.send(record, &reason).await {
-                                    tracing::warn!(error = %e, "lake sink: dead-letter write failed; retrying");
-                                    if !backoff.wait(&cancel).await {
-                                        return Ok(());
-                                    }
-                                }
-                            }
-                            positions.advance(record);
-                        }
+                        Err(_idle) => None,
+                    },
+                }
+            };
+            // Partitions moved (a member joined, left or died): drop what was buffered
+            // of every revoked partition (a partition assigned again is read anew from
+            // its committed offset) and re-read what other members may have written.
+            let now = self.consumer.assignment_generation();
+            if now != generation {
+                let revoked = self.consumer.revoked_since(generation);
+                generation = now;
+                owned.clear();
+                for (topic, partition) in self.consumer.assigned() {
+                    owned.entry(topic).or_default().insert(partition);
+                }
+                let keep =
+                    |t: &str, p: i32| owns(&owned, t, p) && !revoked.contains(&(t.to_owned(), p));
+                self.writer_mut().retain_partitions(keep);
+                positions.retain(keep);
+                // The revocation waited for a flush in flight: its files are in place;
+                // its offsets are committed only for what is kept.
+                if let Some(done) = in_flight.take() {
+                    self.finish_flush(done, &owned).await?;
+                }
+                while let Err(e) = self.writer_mut().reload_high_water() {
+                    tracing::warn!(error = %e, "lake sink: reading the lake failed; retrying");
+                    if !backoff.wait(&cancel).await {
+                        return Ok(());
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lake sink: consume failed; retrying");
-                        backoff.wait(&cancel).await;
+                }
+                backoff.reset();
+            }
+            if let Some(Fetched {
+                records,
+                generation: fetched_at,
+            }) = batch
+            {
+                self.metrics.consumed.inc_by(records.len() as u64);
+                // Fetched before the last change of partitions: what was revoked since
+                // is read again, by whichever member owns it now.
+                let stale = if fetched_at == generation {
+                    BTreeSet::new()
+                } else {
+                    self.consumer.revoked_since(fetched_at)
+                };
+                for record in &records {
+                    if !owns(&owned, &record.topic, record.partition)
+                        || (!stale.is_empty()
+                            && stale.contains(&(record.topic.clone(), record.partition)))
+                    {
                         continue;
                     }
+                    let writer = self.writer.as_mut().expect("writer is present");
+                    let outcome = match record.payload.as_deref() {
+                        None => Added::Rejected("the record has no value".to_owned()),
+                        // The current schemas are read in place; others decoded.
+                        Some(bytes) => match self.codec.decode_view(bytes) {
+                            Some(Ok(view)) => writer.add_view(record, &view),
+                            Some(Err(e)) => Added::Rejected(e.to_string()),
+                            None => match decode(&self.codec, bytes) {
+                                Ok(sample) => writer.add(record, sample),
+                                Err(reason) => Added::Rejected(reason),
+                            },
+                        },
+                    };
+                    if outcome == Added::AlreadyInLake {
+                        self.metrics.duplicates.inc();
+                    }
+                    if let Added::Rejected(reason) = outcome {
+                        self.metrics.dead_letters.inc();
+                        // Kept in the DLQ before its offset can be committed.
+                        while let Err(e) = self.dead_letters.send(record, &reason).await {
+                            tracing::warn!(error = %e, "lake sink: dead-letter write failed; retrying");
+                            if !backoff.wait(&cancel).await {
+                                return Ok(());
+                            }
+                        }
+                        backoff.reset();
+                    }
+                    positions.advance(record);
                 }
             }
             let (flush_rows, flush_bytes) = (self.config.flush_rows, self.config.flush_bytes);
@@ -204,45 +242,46 @@ impl LakeSink {
             if due && !positions.is_empty() {
                 // One flush in flight at a time: memory stays within two flushes' worth.
                 if let Some(done) = in_flight.take() {
-                    self.finish_flush(done, &owned, &mut backoff, &cancel)
-                        .await?;
+                    self.finish_flush(done, &owned).await?;
                 }
-                // Held from before the check: a revocation from now on waits for it.
-                let hold = self.consumer.write_in_progress();
-                if self.consumer.assignment_generation() != generation {
-                    // Partitions moved since this batch: handle that before writing
-                    // (when stopping, what is buffered is read again by the next run).
-                    drop(hold);
+                // Taken only if the partitions have not moved since this batch; from
+                // then on a revocation waits for the write.
+                let Some(hold) = self.consumer.write_in_progress_at(generation) else {
+                    // Handle the move first (when stopping, what is buffered is read
+                    // again by the next run).
                     if stopping {
                         break;
                     }
                     continue;
-                }
+                };
                 let pending = self.writer_mut().take_pending();
-                let started = std::time::Instant::now();
-                let task = spawn_write(pending, hold, self.metrics.clone(), started);
+                let task = spawn_write(
+                    pending,
+                    hold,
+                    self.metrics.clone(),
+                    self.config.retry_backoff_max,
+                    cancel.clone(),
+                );
                 in_flight = Some(InFlight {
                     task,
                     positions: std::mem::take(&mut positions),
                     generation,
-                    started,
                 });
                 last_flush = Instant::now();
-                if stopping {
-                    let done = in_flight.take().expect("just set");
-                    self.finish_flush(done, &owned, &mut backoff, &cancel)
-                        .await?;
-                }
             } else if due {
                 last_flush = Instant::now();
             }
             if stopping {
                 if let Some(done) = in_flight.take() {
-                    self.finish_flush(done, &owned, &mut backoff, &cancel)
-                        .await?;
+                    self.finish_flush(done, &owned).await?;
                 }
                 break;
             }
+        }
+        fetching.cancel();
+        drop(fetched);
+        if let Err(e) = fetcher.await {
+            tracing::warn!(error = %e, "lake sink: fetch task failed");
         }
         tracing::info!("lake sink stopped");
         Ok(())
@@ -254,46 +293,27 @@ impl LakeSink {
             .expect("writer is present between flushes")
     }
 
-    /// Waits for a flush, writes again what it could not (here, not consuming meanwhile,
-    /// so no revocation can pass it), then commits the offsets of the partitions this
-    /// member has kept since the flush began.
+    /// Waits for a flush (which retries on its thread what it could not write yet),
+    /// then commits the offsets of the partitions this member has kept since the flush
+    /// began.
     async fn finish_flush(
         &mut self,
         done: InFlight,
         owned: &HashMap<String, HashSet<i32>>,
-        backoff: &mut Backoff,
-        cancel: &CancellationToken,
     ) -> Result<()> {
         let InFlight {
             task,
             positions,
             generation,
-            started,
         } = done;
-        let (mut pending, mut result) = task
+        let (mut pending, result) = task
             .await
             .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
-        loop {
-            let paths = self.writer_mut().apply(&mut pending);
-            if !paths.is_empty() {
-                tracing::debug!(files = paths.len(), "lake sink wrote files");
-            }
-            match result {
-                Ok(()) => break,
-                Err(e) if e.is_retryable() && !cancel.is_cancelled() => {
-                    tracing::warn!(error = %e, "lake sink: flush failed; retrying");
-                    backoff.wait(cancel).await;
-                    let hold = self.consumer.write_in_progress();
-                    let (back, r) = spawn_write(pending, hold, self.metrics.clone(), started)
-                        .await
-                        .map_err(|e| Error::Internal(format!("flush task failed: {e}")))?;
-                    pending = back;
-                    result = r;
-                }
-                Err(e) => return Err(e),
-            }
+        let paths = self.writer_mut().apply(&mut pending);
+        if !paths.is_empty() {
+            tracing::debug!(files = paths.len(), "lake sink wrote files");
         }
-        backoff.reset();
+        result?;
         let revoked = self.consumer.revoked_since(generation);
         let mut positions = positions;
         positions.retain(|t, p| owns(owned, t, p) && !revoked.contains(&(t.to_owned(), p)));
@@ -304,22 +324,81 @@ impl LakeSink {
     }
 }
 
-/// Writes what `pending` has left on a blocking thread, holding `hold` (a revocation
-/// waits for it) until done; once all of it is in place its rows count as written, at
-/// once, so the metric is not behind the files readers already see.
+/// A batch with the assignment generation it was fetched under.
+struct Fetched {
+    records: Vec<Record>,
+    generation: u64,
+}
+
+/// Fetches batches until cancelled (or the sink stops receiving); retries a failing
+/// consume with backoff. Rebalance callbacks run in here, inside `next_batch`.
+async fn fetch(
+    consumer: BatchConsumer,
+    poll: Duration,
+    backoff_max: Duration,
+    cancel: CancellationToken,
+    batches: tokio::sync::mpsc::Sender<Fetched>,
+) {
+    let mut backoff = Backoff::new(backoff_max);
+    while !cancel.is_cancelled() {
+        match consumer.next_batch(10_000, poll, &cancel).await {
+            Ok(records) if records.is_empty() => {}
+            Ok(records) => {
+                backoff.reset();
+                let generation = consumer.assignment_generation();
+                if batches
+                    .send(Fetched {
+                        records,
+                        generation,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lake sink: consume failed; retrying");
+                if !backoff.wait(&cancel).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Writes what `pending` has left on a blocking thread, retrying with backoff while the
+/// lake cannot be written (until `cancel`), holding `hold` (a revocation waits for it)
+/// until done; once all of it is in place its rows count as written, at once, so the
+/// metric is not behind the files readers already see.
 fn spawn_write(
     mut pending: PendingFlush,
     hold: WriteInProgress,
     metrics: SinkMetrics,
-    started: std::time::Instant,
+    backoff_max: Duration,
+    cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<(PendingFlush, Result<()>)> {
+    let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || {
-        let result = pending.write().map(|()| {
-            metrics.written.inc_by(pending.rows() as u64);
-            metrics
-                .write_seconds
-                .observe(started.elapsed().as_secs_f64());
-        });
+        let mut backoff = Backoff::new(backoff_max);
+        let result = loop {
+            match pending.write() {
+                Ok(()) => {
+                    metrics.written.inc_by(pending.rows() as u64);
+                    metrics
+                        .write_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    break Ok(());
+                }
+                Err(e) if e.is_retryable() && !cancel.is_cancelled() => {
+                    tracing::warn!(error = %e, "lake sink: flush failed; retrying");
+                    if !backoff.wait_blocking(&cancel) {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
         drop(hold);
         (pending, result)
     })
@@ -331,7 +410,6 @@ struct InFlight {
     positions: Positions,
     /// The assignment it was taken under.
     generation: u64,
-    started: std::time::Instant,
 }
 
 impl InFlight {
