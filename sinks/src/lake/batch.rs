@@ -5,14 +5,17 @@
 
 use crate::error::{Error, Result};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, MapFieldNames,
-    StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, MapBuilder,
+    MapFieldNames, StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt32Array,
 };
-use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use arrow::record_batch::RecordBatch;
 use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{FieldType, FieldValue, FieldValueRef, SampleView, SensorTypeSpec};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 fn timestamp_type() -> DataType {
@@ -320,18 +323,44 @@ impl ColumnBuffer {
         self.bytes = 0;
         let parquet = |e: arrow::error::ArrowError| Error::Parquet(e.to_string());
         let batch = RecordBatch::try_new(arrow_schema(&self.spec), columns).map_err(parquet)?;
-        let key = |i: usize, nulls_first: bool| SortColumn {
-            values: batch.column(i).clone(),
-            options: Some(SortOptions {
-                descending: false,
-                nulls_first,
-            }),
-        };
-        // A missing seq sorts first, as `None < Some(_)` did when rows were `Sample`s.
-        let indices = lexsort_to_indices(&[key(0, false), key(1, false), key(2, true)], None)
-            .map_err(parquet)?;
+        let indices = sorted_order(
+            batch.column(0).as_string::<i32>(),
+            batch
+                .column(1)
+                .as_primitive::<TimestampMicrosecondType>()
+                .values(),
+            batch.column(2).as_primitive::<Int64Type>(),
+        );
         take_record_batch(&batch, &indices).map_err(parquet)
     }
+}
+
+/// The row order by (sensor_id, ts, seq), a missing seq first (as `None < Some(_)`),
+/// ties in row order. Each distinct sensor id is ranked once (a buffer holds a few
+/// hundred sensors at most), then integer keys are sorted: far cheaper than comparing
+/// the strings row against row as a general multi-column sort does.
+fn sorted_order(ids: &StringArray, ts: &[i64], seq: &Int64Array) -> UInt32Array {
+    let n = ids.len();
+    let mut first_seen: HashMap<&str, u32> = HashMap::new();
+    let mut seen_as: Vec<u32> = Vec::with_capacity(n);
+    for i in 0..n {
+        let next = first_seen.len() as u32;
+        seen_as.push(*first_seen.entry(ids.value(i)).or_insert(next));
+    }
+    let mut by_name: Vec<(&str, u32)> = first_seen.into_iter().collect();
+    by_name.sort_unstable();
+    let mut rank = vec![0u32; by_name.len()];
+    for (r, (_, seen)) in by_name.iter().enumerate() {
+        rank[*seen as usize] = r as u32;
+    }
+    let mut keys: Vec<(u32, i64, Option<i64>, u32)> = (0..n)
+        .map(|i| {
+            let seq = seq.is_valid(i).then(|| seq.value(i));
+            (rank[seen_as[i] as usize], ts[i], seq, i as u32)
+        })
+        .collect();
+    keys.sort_unstable();
+    UInt32Array::from_iter_values(keys.into_iter().map(|k| k.3))
 }
 
 #[cfg(test)]
@@ -431,5 +460,39 @@ mod tests {
         // Reusable after a flush.
         buffer.push(&SampleView::of(&samples[0])).unwrap();
         assert_eq!(buffer.finish().unwrap().num_rows(), 1);
+    }
+
+    /// The integer-key sort orders rows as a general sort by (sensor_id, ts, seq) with a
+    /// missing seq first does, ties in row order.
+    #[test]
+    fn sorted_order_equals_a_general_sort_by_id_ts_and_seq() {
+        let n = 5000;
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut ids = Vec::new();
+        let mut ts = Vec::new();
+        let mut seq = Vec::new();
+        for _ in 0..n {
+            ids.push(format!("s-{}", next() % 37));
+            ts.push((next() % 50) as i64 - 25);
+            let v = next();
+            seq.push((v % 3 != 0).then_some((v % 5) as i64 - 2));
+        }
+        let order = sorted_order(
+            &StringArray::from(ids.clone()),
+            &ts,
+            &Int64Array::from(seq.clone()),
+        );
+        let mut expected: Vec<usize> = (0..n).collect();
+        expected.sort_by(|&a, &b| {
+            (ids[a].as_str(), ts[a], seq[a]).cmp(&(ids[b].as_str(), ts[b], seq[b]))
+        });
+        let got: Vec<usize> = order.values().iter().map(|&i| i as usize).collect();
+        assert_eq!(got, expected);
     }
 }

@@ -196,11 +196,20 @@ impl LakeSink {
                 } else {
                     self.consumer.revoked_since(fetched_at)
                 };
+                // Records come in runs of one partition: decided once per run.
+                let mut run: Option<(&str, i32, bool)> = None;
                 for record in &records {
-                    if !owns(&owned, &record.topic, record.partition)
-                        || (!stale.is_empty()
-                            && stale.contains(&(record.topic.clone(), record.partition)))
-                    {
+                    let keep = match run {
+                        Some((t, p, keep)) if p == record.partition && t == record.topic => keep,
+                        _ => {
+                            let keep = owns(&owned, &record.topic, record.partition)
+                                && (stale.is_empty()
+                                    || !stale.contains(&(record.topic.clone(), record.partition)));
+                            run = Some((record.topic.as_str(), record.partition, keep));
+                            keep
+                        }
+                    };
+                    if !keep {
                         continue;
                     }
                     let writer = self.writer.as_mut().expect("writer is present");

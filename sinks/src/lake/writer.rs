@@ -13,6 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,35 @@ struct Dir {
 /// (directory, topic, partition), all interned.
 type SlotKey = (u32, u32, i32);
 
+/// A lake directory with what a sample must have to belong in it: its sensor type, its
+/// experiment and a `ts` within its day (µs, UTC).
+struct LastDir {
+    sensor_type: String,
+    experiment: String,
+    day: std::ops::Range<i64>,
+    dir: u32,
+}
+
+impl LastDir {
+    fn new(sensor_type: &str, experiment: &str, date: NaiveDate, dir: u32) -> Self {
+        let start = date
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_micros();
+        Self {
+            sensor_type: sensor_type.to_owned(),
+            experiment: experiment.to_owned(),
+            day: start..start + 86_400_000_000,
+            dir,
+        }
+    }
+
+    fn holds(&self, sensor_type: &str, experiment: &str, ts: i64) -> bool {
+        self.day.contains(&ts) && self.sensor_type == sensor_type && self.experiment == experiment
+    }
+}
+
 struct Buffer {
     first_offset: i64,
     last_offset: i64,
@@ -68,11 +98,15 @@ pub struct LakeWriter {
     dirs: Vec<Dir>,
     /// Topic names by index (a sink reads one or two topics).
     topics: Vec<String>,
-    buffers: HashMap<SlotKey, Buffer>,
+    /// By interned slot: hashed per record, so with a fast hash for small integers.
+    buffers: FxHashMap<SlotKey, Buffer>,
     /// Highest offset already in a file, per directory and topic-partition.
     high_water: HashMap<(PathBuf, String, i32), i64>,
     /// `high_water` by interned key, filled on first use; cleared when it changes.
-    high_water_by_slot: HashMap<SlotKey, Option<i64>>,
+    high_water_by_slot: FxHashMap<SlotKey, Option<i64>>,
+    /// The directory of the last record added: the next is usually of the same sensor
+    /// type, experiment and day (a partition's records come in runs).
+    last_dir: Option<LastDir>,
     rows: usize,
     bytes: usize,
     max_row_group_rows: usize,
@@ -89,9 +123,10 @@ impl LakeWriter {
             dir_ids: HashMap::new(),
             dirs: Vec::new(),
             topics: Vec::new(),
-            buffers: HashMap::new(),
+            buffers: FxHashMap::default(),
             high_water,
-            high_water_by_slot: HashMap::new(),
+            high_water_by_slot: FxHashMap::default(),
+            last_dir: None,
             rows: 0,
             bytes: 0,
             max_row_group_rows: MAX_ROW_GROUP_ROWS,
@@ -178,21 +213,28 @@ impl LakeWriter {
 
     /// `add` of a sample borrowed from its message (`Codec::decode_view`).
     pub fn add_view(&mut self, record: &Record, sample: &SampleView<'_>) -> Added {
-        let registry = self.registry.clone();
-        let Some(spec) = registry.get(sample.sensor_type) else {
-            return Added::Rejected(format!(
-                "sensor_type {:?} is not in the registry of the lake sink",
-                sample.sensor_type
-            ));
-        };
-        let Some(date) = sample.ts.to_datetime().map(|dt| dt.date_naive()) else {
-            return Added::Rejected(format!("ts {} is out of range", sample.ts.as_micros()));
-        };
         let experiment = sample
             .context
             .as_ref()
             .map_or(NO_EXPERIMENT, |c| c.experiment_id);
-        let dir = self.dir_id(sample.sensor_type, experiment, date);
+        let ts = sample.ts.as_micros();
+        let dir = match &self.last_dir {
+            Some(last) if last.holds(sample.sensor_type, experiment, ts) => last.dir,
+            _ => {
+                if self.registry.get(sample.sensor_type).is_none() {
+                    return Added::Rejected(format!(
+                        "sensor_type {:?} is not in the registry of the lake sink",
+                        sample.sensor_type
+                    ));
+                }
+                let Some(date) = sample.ts.to_datetime().map(|dt| dt.date_naive()) else {
+                    return Added::Rejected(format!("ts {ts} is out of range"));
+                };
+                let dir = self.dir_id(sample.sensor_type, experiment, date);
+                self.last_dir = Some(LastDir::new(sample.sensor_type, experiment, date, dir));
+                dir
+            }
+        };
         let topic = self.topic_id(&record.topic);
         let slot = (dir, topic, record.partition);
         let hw = match self.high_water_by_slot.get(&slot) {
@@ -213,12 +255,17 @@ impl LakeWriter {
         if hw.is_some_and(|hw| record.offset <= hw) {
             return Added::AlreadyInLake;
         }
+        let registry = &self.registry;
         let buffer = self.buffers.entry(slot).or_insert_with(|| Buffer {
             first_offset: record.offset,
             last_offset: record.offset,
             rows: 0,
             bytes: 0,
-            columns: ColumnBuffer::new(spec),
+            columns: ColumnBuffer::new(
+                registry
+                    .get(sample.sensor_type)
+                    .expect("checked when its directory was"),
+            ),
             built: None,
         });
         if buffer.rows > 0 && record.offset <= buffer.last_offset {
@@ -235,7 +282,6 @@ impl LakeWriter {
         buffer.bytes += bytes;
         self.rows += 1;
         self.bytes += bytes;
-        drop(registry);
         Added::Buffered
     }
 
