@@ -18,6 +18,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: the sinks, the processors and DataFusion
+/// allocate and free many small buffers per record and per file, which glibc's malloc
+/// serves with lock contention and consolidation passes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "labstream",

@@ -258,6 +258,9 @@ impl QueryEngine {
         let parquet = &mut config.options_mut().execution.parquet;
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
+        // Lake files carry min/max statistics per row group and page but no bloom
+        // filters (`LakeWriter`): looking for them in every row group is wasted work.
+        parquet.bloom_filter_on_read = false;
         // The query's own memory pool; without a disk manager nothing spills, so a
         // query over its limit fails instead of filling a disk.
         let runtime = RuntimeEnvBuilder::new()

@@ -4,6 +4,11 @@
 //! one JSON result per phase. `report` turns a folder of results into the sinks section
 //! of `benches/RESULTS.md`. `benches/run sinks` runs both.
 
+/// The allocator `labstream` itself uses (src/main.rs), so labstream's code runs here as
+/// it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use labstream_benches::process_stats::Watched;
