@@ -396,47 +396,90 @@ impl PendingFlush {
     /// of the directory. On error the rest stays for another call; written ones are
     /// never written again. Needs no `LakeWriter`, so it can run on another thread.
     pub fn write(&mut self) -> Result<()> {
-        let mut files = std::mem::take(&mut self.files).into_iter();
-        while let Some(mut file) = files.next() {
-            let part = PartFile {
-                topic: file.topic.clone(),
-                partition: file.slot.2,
-                first_offset: file.buffer.first_offset,
-                last_offset: file.buffer.last_offset,
-            };
-            // A failure to build is not retryable: the sink stops, nothing is committed.
-            let batch = match file.buffer.built.take() {
-                Some(batch) => batch,
-                None => match file.buffer.columns.finish() {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        self.files = std::iter::once(file).chain(files).collect();
-                        return Err(e);
-                    }
-                },
-            };
-            match write_file(
-                &file.dir,
-                &part.file_name(),
-                &batch,
-                self.max_row_group_rows,
-            ) {
-                Ok(path) => self.written.push(WrittenFile {
-                    slot: file.slot,
-                    dir: file.dir,
-                    topic: file.topic,
-                    last_offset: file.buffer.last_offset,
-                    path,
-                }),
-                Err(e) => {
-                    file.buffer.built = Some(batch);
-                    self.files = std::iter::once(file).chain(files).collect();
-                    return Err(e);
-                }
+        let files = std::mem::take(&mut self.files);
+        let max = self.max_row_group_rows;
+        let outcomes = if files.len() >= 2 && self.rows >= PARALLEL_WRITE_ROWS {
+            // Two writers, taking the files (in their sorted order) by turns.
+            let (mine, theirs): (Vec<_>, Vec<_>) =
+                files.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+            let unindex = |v: Vec<(usize, PendingFile)>| v.into_iter().map(|(_, f)| f).collect();
+            let (mine, theirs): (Vec<PendingFile>, Vec<PendingFile>) =
+                (unindex(mine), unindex(theirs));
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| write_files(theirs, max));
+                let first = write_files(mine, max);
+                let second = other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                vec![first, second]
+            })
+        } else {
+            vec![write_files(files, max)]
+        };
+        let mut result = Ok(());
+        for (written, left, error) in outcomes {
+            self.written.extend(written);
+            self.files.extend(left);
+            if let (Some(e), Ok(())) = (error, &result) {
+                result = Err(e);
             }
         }
-        Ok(())
+        result
     }
+}
+
+/// A flush of at least this many rows writes its files on two threads: the files are
+/// independent, and a large flush's write is what a reader waits for.
+const PARALLEL_WRITE_ROWS: usize = 20_000;
+
+/// Writes `files` in order until one fails: what was written, what was not (the failed
+/// one first, keeping its built batch), and the error.
+fn write_files(
+    files: Vec<PendingFile>,
+    max_row_group_rows: usize,
+) -> (Vec<WrittenFile>, Vec<PendingFile>, Option<Error>) {
+    let mut written = Vec::with_capacity(files.len());
+    let mut files = files.into_iter();
+    while let Some(mut file) = files.next() {
+        let part = PartFile {
+            topic: file.topic.clone(),
+            partition: file.slot.2,
+            first_offset: file.buffer.first_offset,
+            last_offset: file.buffer.last_offset,
+        };
+        // A failure to build is not retryable: the sink stops, nothing is committed.
+        let batch = match file.buffer.built.take() {
+            Some(batch) => batch,
+            None => match file.buffer.columns.finish() {
+                Ok(batch) => batch,
+                Err(e) => {
+                    return (
+                        written,
+                        std::iter::once(file).chain(files).collect(),
+                        Some(e),
+                    );
+                }
+            },
+        };
+        match write_file(&file.dir, &part.file_name(), &batch, max_row_group_rows) {
+            Ok(path) => written.push(WrittenFile {
+                slot: file.slot,
+                dir: file.dir,
+                topic: file.topic,
+                last_offset: file.buffer.last_offset,
+                path,
+            }),
+            Err(e) => {
+                file.buffer.built = Some(batch);
+                return (
+                    written,
+                    std::iter::once(file).chain(files).collect(),
+                    Some(e),
+                );
+            }
+        }
+    }
+    (written, Vec::new(), None)
 }
 
 /// A temporary file older than this belongs to a write that died (a live write takes
@@ -536,4 +579,108 @@ fn write_file(
         .and_then(|d| d.sync_all())
         .map_err(|e| io(dir, e))?;
     Ok(final_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labstream_schemas::{FieldValue, Sample, Timestamp};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// 2026-11-23T10:00:00Z
+    const T0: i64 = 1_795_428_000_000_000;
+    const DAY: i64 = 86_400_000_000;
+
+    fn registry() -> Registry {
+        Registry::from_json_str(
+            "test",
+            r#"{"sensor_types": {"temperature": {"fields": {"celsius": {"type": "double"}}}}}"#,
+        )
+        .unwrap()
+    }
+
+    /// A large flush (written on two threads) into a lake where one of its folders
+    /// cannot be made: the files that can be written are, the flush fails, and once the
+    /// folder can be made a second flush writes only the rest; every row is in the lake
+    /// once.
+    #[test]
+    fn a_large_flush_that_fails_part_way_writes_the_rest_once_then() {
+        let root = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(root.path(), Arc::new(registry())).unwrap();
+        let n = 3 * PARALLEL_WRITE_ROWS as i64;
+        let mut want = BTreeSet::new();
+        for i in 0..n {
+            // Three days and three partitions: nine files.
+            let (day, partition) = (i % 3, ((i / 3) % 3) as i32);
+            let ts = T0 + day * DAY + i;
+            let sample = Sample {
+                sensor_id: format!("s{}", i % 5).into(),
+                sensor_type: "temperature".into(),
+                ts: Timestamp::from_micros(ts),
+                seq: None,
+                values: BTreeMap::from([("celsius".to_owned(), FieldValue::Double(i as f64))]),
+                tags: BTreeMap::new(),
+                received_at: Timestamp::from_micros(ts),
+            };
+            let record = Record {
+                topic: "t.samples.raw".into(),
+                partition,
+                offset: i,
+                key: None,
+                payload: None,
+                timestamp_ms: None,
+            };
+            assert_eq!(w.add(&record, sample), Added::Buffered);
+            want.insert(ts);
+        }
+        let blocked = table_dir(
+            root.path(),
+            "temperature",
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            NO_EXPERIMENT,
+        );
+        std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+        std::fs::write(&blocked, b"not a folder").unwrap();
+        let err = w.flush().unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let first = lake_files(root.path());
+        assert!(!first.is_empty() && first.len() < 9, "{first:?}");
+        std::fs::remove_file(&blocked).unwrap();
+        let paths = w.flush().unwrap();
+        assert_eq!(first.len() + paths.len(), 9);
+        assert_eq!(w.buffered_rows(), 0);
+
+        let mut got = Vec::new();
+        for path in lake_files(root.path()) {
+            let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+            for row in reader.get_row_iter(None).unwrap() {
+                let row = row.unwrap();
+                let (_, ts) = row.get_column_iter().nth(1).unwrap();
+                let parquet::record::Field::TimestampMicros(ts) = ts else {
+                    panic!("ts is {ts:?}");
+                };
+                got.push(*ts);
+            }
+        }
+        assert_eq!(got.len(), n as usize, "rows written twice or missing");
+        assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
+    }
+
+    fn lake_files(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
 }
