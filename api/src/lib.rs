@@ -8,6 +8,7 @@ mod error;
 pub mod experiments;
 mod export;
 mod format;
+mod functions;
 mod http;
 mod lake_store;
 mod query;

@@ -273,6 +273,9 @@ impl QueryEngine {
             .map_err(|e| Error::Internal(format!("query runtime: {e}")))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         sandbox::restrict_table_functions(&ctx);
+        for udf in crate::functions::overrides() {
+            ctx.register_udf(udf);
+        }
         // Every table is a local folder (`file://`): list it through the lake's view.
         ctx.register_object_store(
             ObjectStoreUrl::local_filesystem().as_ref(),
@@ -562,5 +565,85 @@ mod tests {
         let third = engine.query(sql).await.unwrap();
         assert!(column_names(&third).contains(&"battery".to_owned()));
         assert_eq!(third.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    }
+
+    #[tokio::test]
+    async fn hour_and_day_buckets_of_lake_timestamps_are_exact() {
+        let lake = tempfile::tempdir().unwrap();
+        let dir = lake
+            .path()
+            .join("samples/door/date=2026-11-23/experiment=none");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Around midnight and hour boundaries, before 1970 too (µs since the epoch).
+        const HOUR: i64 = 3_600_000_000;
+        const DAY: i64 = 24 * HOUR;
+        let base = 1_795_392_000_000_000; // 2026-11-23T00:00:00Z
+        let ts: Vec<i64> = [base, -DAY * 800]
+            .into_iter()
+            .flat_map(|b| {
+                [
+                    b - DAY - 1,
+                    b - 1,
+                    b,
+                    b + 1,
+                    b + HOUR - 1,
+                    b + HOUR,
+                    b + 13 * HOUR + 7,
+                ]
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("sensor_id", DataType::Utf8, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["door-1"; ts.len()])),
+                Arc::new(TimestampMicrosecondArray::from(ts.clone()).with_timezone("UTC")),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(dir.join(part(0))).unwrap();
+        let mut w = ArrowWriter::try_new(file, schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+
+        let engine = QueryEngine::new(lake.path());
+        let result = engine
+            .query(
+                "SELECT ts AS t, date_trunc('hour', ts) AS hour, \
+                 datetrunc('DAY', ts) AS day FROM samples_door ORDER BY t",
+            )
+            .await
+            .unwrap();
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        for field in result.schema.fields() {
+            assert_eq!(field.data_type(), &utc, "{}", field.name());
+        }
+        let mut rows = Vec::new();
+        for batch in &result.batches {
+            let column = |i: usize| {
+                batch
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            };
+            let (t, h, d) = (column(0), column(1), column(2));
+            rows.extend((0..batch.num_rows()).map(|i| (t[i], h[i], d[i])));
+        }
+        let mut expected: Vec<(i64, i64, i64)> = ts
+            .iter()
+            .map(|&t| (t, t - t.rem_euclid(HOUR), t - t.rem_euclid(DAY)))
+            .collect();
+        expected.sort();
+        assert_eq!(rows, expected);
     }
 }
