@@ -94,17 +94,18 @@ impl FileReport {
         }
     }
 
-    fn print(&self, file: &Path) {
+    fn print(&self, file: &Path) -> std::io::Result<()> {
         for l in &self.listed {
-            println!("{l}");
+            outln!("{l}")?;
         }
         if self.bad as usize > self.listed.len() {
-            println!(
+            outln!(
                 "{}: {} more invalid lines not listed",
                 file.display(),
                 self.bad as usize - self.listed.len()
-            );
+            )?;
         }
+        Ok(())
     }
 }
 
@@ -149,7 +150,7 @@ pub(crate) async fn run(settings: &Settings, args: BackfillArgs) -> anyhow::Resu
         let mut valid_total = 0;
         for job in &jobs {
             let report = check_file(job, &registry, received_at, max_future, &tag).await?;
-            report.print(&job.path);
+            report.print(&job.path)?;
             eprintln!(
                 "{}: {} lines, {} valid, {} invalid",
                 job.path.display(),
@@ -161,10 +162,10 @@ pub(crate) async fn run(settings: &Settings, args: BackfillArgs) -> anyhow::Resu
             valid_total += report.valid;
         }
         if args.dry_run {
-            println!(
+            outln!(
                 "dry run: {valid_total} valid samples, {bad_total} invalid lines in {} files; nothing sent",
                 jobs.len()
-            );
+            )?;
             return Ok(());
         }
         if bad_total > 0 {
@@ -206,7 +207,7 @@ pub(crate) async fn run(settings: &Settings, args: BackfillArgs) -> anyhow::Resu
                 job.path.display()
             )
         })?;
-        report.print(&job.path);
+        report.print(&job.path)?;
         bad += report.bad;
         eprintln!(
             "{}: {} lines, {} samples sent, {} invalid lines skipped",
@@ -217,7 +218,7 @@ pub(crate) async fn run(settings: &Settings, args: BackfillArgs) -> anyhow::Resu
         );
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "backfill done: {sent} samples sent to {topic} from {} files in {secs:.1} s ({:.0}/s){}",
         jobs.len(),
         sent as f64 / secs.max(0.001),
@@ -226,10 +227,10 @@ pub(crate) async fn run(settings: &Settings, args: BackfillArgs) -> anyhow::Resu
         } else {
             String::new()
         }
-    );
-    println!(
+    )?;
+    outln!(
         "samples that were already stored are skipped by MongoDB (unique on sensor_id, ts, seq); the lake drops such copies when compaction merges the files holding both (`labstream compact --min-files 1`)"
-    );
+    )?;
     Ok(())
 }
 

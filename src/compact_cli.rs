@@ -44,17 +44,21 @@ pub(crate) fn run(settings: &Settings, args: CompactArgs) -> anyhow::Result<()> 
         "merged"
     };
     let samples = lake.join(labstream_sinks::lake::SAMPLES_DIR);
+    // A closed stdout stops the lines, not the compaction (which is safe to finish);
+    // the command then ends as it would have at the first line.
+    let mut printing: std::io::Result<()> = Ok(());
     let report = compact_with_progress(&lake, &registry, &options, |d| {
-        if d.is_eventful() {
-            println!("{}", dir_line(&samples, d, verb));
+        if d.is_eventful() && printing.is_ok() {
+            printing = outln!("{}", dir_line(&samples, d, verb));
         }
     })?;
+    printing?;
     let deleted = if options.dry_run {
         "would delete"
     } else {
         "deleted"
     };
-    println!(
+    outln!(
         "{} {} directories in {:.2} s: files {} -> {}, {} rows ({} duplicates dropped), {} -> {}; {deleted} {} superseded files, {} kept for their grace period ({})",
         if options.dry_run {
             "checked"
@@ -72,7 +76,7 @@ pub(crate) fn run(settings: &Settings, args: CompactArgs) -> anyhow::Result<()> 
         report.deleted,
         report.awaiting_delete,
         humantime::format_duration(options.delete_grace),
-    );
+    )?;
     if !report.failed.is_empty() {
         bail!(
             "{} directories were left as they were (the lake is still correct); see above",

@@ -69,7 +69,7 @@ pub(crate) async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result
             .unwrap_or_default()
     ));
     let mut out: Box<dyn Write> = if to_stdout {
-        Box::new(std::io::stdout().lock())
+        Box::new(crate::output::stdout())
     } else {
         Box::new(std::io::BufWriter::new(
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,

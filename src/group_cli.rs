@@ -186,10 +186,15 @@ pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()
             .map(|k| (k.role, k.group, None))
             .collect(),
     };
-    println!(
+    outln!(
         "{:<32} {:<28} {:>9} {:>12} {:>12} {:>10}",
-        "GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
-    );
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "COMMITTED",
+        "END",
+        "LAG"
+    )?;
     let mut summaries = Vec::new();
     for (role, group, topic) in groups {
         let role = if role.is_empty() {
@@ -219,7 +224,7 @@ pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()
             };
             for p in &offsets {
                 total += p.lag();
-                println!(
+                outln!(
                     "{:<32} {:<28} {:>9} {:>12} {:>12} {:>10}",
                     group,
                     topic,
@@ -228,7 +233,7 @@ pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()
                         .map_or_else(|| "-".to_owned(), |c| c.to_string()),
                     p.end,
                     p.lag()
-                );
+                )?;
             }
         }
         if problems.len() == topics.len() {
@@ -241,9 +246,9 @@ pub(crate) async fn lag(settings: &Settings, args: LagArgs) -> anyhow::Result<()
             members_line(&described)
         ));
     }
-    println!();
+    outln!()?;
     for s in summaries {
-        println!("{s}");
+        outln!("{s}")?;
     }
     Ok(())
 }
@@ -289,31 +294,36 @@ fn parse_target(to: &str) -> anyhow::Result<ResetTarget> {
     }
 }
 
-fn print_moves(moves: &[OffsetMove]) {
-    println!(
+fn print_moves(moves: &[OffsetMove]) -> std::io::Result<()> {
+    outln!(
         "{:>9} {:>12}    {:>12} {:>10} {:>12}",
-        "PARTITION", "COMMITTED", "TARGET", "RE-READ", "THEN TO READ"
-    );
+        "PARTITION",
+        "COMMITTED",
+        "TARGET",
+        "RE-READ",
+        "THEN TO READ"
+    )?;
     for m in moves {
-        println!(
+        outln!(
             "{:>9} {:>12} -> {:>12} {:>10} {:>12}",
             m.partition,
             m.current.map_or_else(|| "-".to_owned(), |c| c.to_string()),
             m.target,
             m.reread(),
             m.to_read()
-        );
+        )?;
     }
     let reread: i64 = moves.iter().map(OffsetMove::reread).sum();
     let to_read: i64 = moves.iter().map(OffsetMove::to_read).sum();
     if reread >= 0 {
-        println!("total: {reread} records read again, {to_read} to read in all");
+        outln!("total: {reread} records read again, {to_read} to read in all")?;
     } else {
-        println!(
+        outln!(
             "total: {} records SKIPPED (the target is after the committed offsets), {to_read} to read in all",
             -reread
-        );
+        )?;
     }
+    Ok(())
 }
 
 pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
@@ -328,36 +338,36 @@ pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Res
         );
     }
     let described = admin.describe().await?;
-    println!(
+    outln!(
         "group {} on {}: {}",
         args.group,
         topics.join(", "),
         members_line(&described)
-    );
+    )?;
     match target {
-        ResetTarget::Time(ms) => println!(
+        ResetTarget::Time(ms) => outln!(
             "to {}: the first record at or after it in each partition (the end where there is none)",
             chrono::DateTime::from_timestamp_millis(ms).map_or_else(
                 || args.to.clone(),
                 |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             )
-        ),
-        ResetTarget::Earliest => println!("to earliest: the oldest record still in each partition"),
+        )?,
+        ResetTarget::Earliest => outln!("to earliest: the oldest record still in each partition")?,
         ResetTarget::Latest => {
-            println!("to latest: the end of each partition (nothing is read again)")
+            outln!("to latest: the end of each partition (nothing is read again)")?
         }
     }
     let mut moves = Vec::new();
     for topic in &topics {
         let planned = admin.plan_reset(topic, target).await?;
         if topics.len() > 1 {
-            println!("{topic}:");
+            outln!("{topic}:")?;
         }
-        print_moves(&planned);
+        print_moves(&planned)?;
         moves.extend(planned);
     }
     if let Some(note) = rewrite_note(settings, &args.group) {
-        println!("note: {note}");
+        outln!("note: {note}")?;
     }
     if described.has_live_members() {
         let command = known_groups(settings)
@@ -376,11 +386,11 @@ pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Res
         if args.execute {
             bail!("refused: {advice}");
         }
-        println!("dry run: nothing changed. Note: --execute would be refused now: {advice}");
+        outln!("dry run: nothing changed. Note: --execute would be refused now: {advice}")?;
         return Ok(());
     }
     if !args.execute {
-        println!("dry run: nothing changed; run again with --execute to move the offsets");
+        outln!("dry run: nothing changed; run again with --execute to move the offsets")?;
         return Ok(());
     }
     admin
@@ -403,11 +413,11 @@ pub(crate) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Res
             }
         }
     }
-    println!(
+    outln!(
         "moved group {} on {}; start its workers to read from there",
         args.group,
         topics.join(", ")
-    );
+    )?;
     Ok(())
 }
 

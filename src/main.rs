@@ -1,6 +1,9 @@
 //! The `labstream` binary: one subcommand per role or tool. It reads settings, builds
 //! clients and hands them to the component crates.
 
+#[macro_use]
+mod output;
+
 mod backfill_cli;
 mod compact_cli;
 mod config;
@@ -130,6 +133,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of the output went away (`| head`): end quietly, as SIGPIPE would.
+        Err(e) if output::is_stdout_closed(&e) => ExitCode::from(output::STDOUT_CLOSED_STATUS),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -150,20 +155,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             settings.registry()?;
             match settings.verifier()? {
-                Some(v) => println!("# auth: tokens verified with {:?}", v.algorithms()),
-                None => println!("# auth: DISABLED (loopback only)"),
+                Some(v) => outln!("# auth: tokens verified with {:?}", v.algorithms())?,
+                None => outln!("# auth: DISABLED (loopback only)")?,
             }
             match &loaded.file {
-                Some(f) => println!("# settings file: {}", f.display()),
-                None => println!("# settings file: none (built-in defaults)"),
+                Some(f) => outln!("# settings file: {}", f.display())?,
+                None => outln!("# settings file: none (built-in defaults)")?,
             }
             if loaded.env_keys.is_empty() {
-                println!("# environment overrides: none");
+                outln!("# environment overrides: none")?;
             } else {
-                println!("# environment overrides: {}", loaded.env_keys.join(", "));
+                outln!("# environment overrides: {}", loaded.env_keys.join(", "))?;
             }
-            print!("{}", toml::to_string_pretty(&settings)?);
-            println!("# settings are valid");
+            out!("{}", toml::to_string_pretty(&settings)?)?;
+            outln!("# settings are valid")?;
             Ok(())
         }
         Command::Token(args) => token::run(args),
@@ -283,23 +288,25 @@ async fn rebuild_experiments(settings: &config::Settings, dry_run: bool) -> anyh
     let report = labstream_processors::experiments::rebuild(kafka, &topics, site, dry_run)
         .await
         .context("rebuilding experiment state")?;
-    println!(
+    outln!(
         "{} events -> {} experiments, {} sensor configurations",
-        report.events, report.experiments, report.sensor_configs
-    );
-    println!(
+        report.events,
+        report.experiments,
+        report.sensor_configs
+    )?;
+    outln!(
         "{} snapshots identical to the rebuilt state",
         report.identical
-    );
+    )?;
     if report.differing.is_empty() {
-        println!("no snapshot differs: experiments.state matches the log");
+        outln!("no snapshot differs: experiments.state matches the log")?;
     } else {
         let verb = if dry_run {
             "would republish"
         } else {
             "republished"
         };
-        println!(
+        outln!(
             "{verb} {} snapshots: {}",
             report.differing.len(),
             report
@@ -308,13 +315,13 @@ async fn rebuild_experiments(settings: &config::Settings, dry_run: bool) -> anyh
                 .map(|id| id.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )?;
     }
     if !report.unknown.is_empty() {
-        println!(
+        outln!(
             "{} snapshots name experiments the log does not have (left alone)",
             report.unknown.len()
-        );
+        )?;
     }
     Ok(())
 }

@@ -79,7 +79,7 @@ pub(crate) async fn run(settings: &Settings, args: QueryArgs) -> anyhow::Result<
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(crate::output::stdout()),
     };
     let written = async {
         let mut rows = 0;

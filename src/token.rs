@@ -141,24 +141,24 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     // Absolute, so the printed settings work whatever folder the server starts in.
     let public_abs = std::fs::canonicalize(&public_path).unwrap_or(public_path.clone());
     let private_abs = std::fs::canonicalize(&private_path).unwrap_or(private_path.clone());
-    println!(
+    outln!(
         "wrote {} ({} private key, owner-only; it mints tokens, keep it secret)",
         private_abs.display(),
         alg.jwt_alg()
-    );
-    println!("wrote {}", public_abs.display());
-    println!();
-    println!("Verify tokens with the public key, in the environment:");
-    println!("  LABSTREAM__AUTH__PUBLIC_KEY={}", public_abs.display());
-    println!("or in labstream.toml:");
-    println!("  [auth]");
-    println!("  public_key = {:?}", public_abs.display().to_string());
-    println!();
-    println!("Mint a token:");
-    println!(
+    )?;
+    outln!("wrote {}", public_abs.display())?;
+    outln!()?;
+    outln!("Verify tokens with the public key, in the environment:")?;
+    outln!("  LABSTREAM__AUTH__PUBLIC_KEY={}", public_abs.display())?;
+    outln!("or in labstream.toml:")?;
+    outln!("  [auth]")?;
+    outln!("  public_key = {:?}", public_abs.display().to_string())?;
+    outln!()?;
+    outln!("Mint a token:")?;
+    outln!(
         "  labstream token issue --key {} --sub gateway-1 --scope samples:write",
         private_abs.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -195,7 +195,7 @@ fn issue(args: IssueArgs) -> anyhow::Result<()> {
         .map(|list| list.into_iter().map(|s| s.trim().to_owned()).collect());
     let claims = issuer.claims(&args.sub, &args.scopes, sensors, args.ttl)?;
     let token = issuer.sign(&claims, args.kid)?;
-    println!("{token}");
+    outln!("{token}")?;
     let sensors = match &claims.sensors {
         Some(list) => list.join(","),
         None => "any".to_owned(),
@@ -235,14 +235,14 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         eprintln!("note: the token has expired");
     }
     let out = serde_json::json!({ "header": header, "claims": claims });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?)?;
     Ok(())
 }
 
 fn jwks(args: JwksArgs) -> anyhow::Result<()> {
     let pem = std::fs::read_to_string(&args.key)
         .with_context(|| format!("reading {}", args.key.display()))?;
-    println!("{}", auth::jwks_from_public_pem(&pem, args.kid.as_deref())?);
+    outln!("{}", auth::jwks_from_public_pem(&pem, args.kid.as_deref())?)?;
     Ok(())
 }
 

@@ -127,3 +127,40 @@ fn auth_can_be_disabled_only_on_loopback_and_otherwise_needs_a_key() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("EdDSA"), "{stdout}");
 }
+
+/// A reader that stops early (`labstream config check | head -1`, `labstream query ... |
+/// head`) ends the command quietly with the status of SIGPIPE (141), as `cat` would:
+/// no panic, no error message.
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let lake = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["config", "check"],
+        vec![
+            "query",
+            "--lake",
+            lake.path().to_str().unwrap(),
+            "--format",
+            "csv",
+            "SELECT 1 AS one",
+        ],
+    ] {
+        // The pipe's reading end is closed before the command starts, so its first
+        // write to standard output fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+            .args(&args)
+            .env_remove("LABSTREAM_CONFIG")
+            .env("LABSTREAM__AUTH__DISABLED", "true")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("error"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
