@@ -167,7 +167,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 outln!("# environment overrides: {}", loaded.env_keys.join(", "))?;
             }
-            out!("{}", toml::to_string_pretty(&settings)?)?;
+            std::io::Write::write_all(
+                &mut output::stdout(),
+                toml::to_string_pretty(&settings)?.as_bytes(),
+            )?;
             outln!("# settings are valid")?;
             Ok(())
         }

@@ -14,14 +14,6 @@ macro_rules! outln {
     }};
 }
 
-/// `print!` that returns the write's `io::Result` instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        write!($crate::output::stdout(), $($arg)*)
-    }};
-}
-
 /// The reader of standard output has gone away (EPIPE).
 #[derive(Debug)]
 pub(crate) struct StdoutClosed;
