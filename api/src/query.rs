@@ -258,9 +258,10 @@ impl QueryEngine {
         let parquet = &mut config.options_mut().execution.parquet;
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
-        // Lake files carry min/max statistics per row group and page but no bloom
-        // filters (`LakeWriter`): looking for them in every row group is wasted work.
-        parquet.bloom_filter_on_read = false;
+        // Lake files carry min/max statistics per row group and page, and bloom filters
+        // on sensor, participant and recording ids (`LakeWriter`); an equality or IN
+        // filter on those skips the row groups whose filter rules the value out.
+        parquet.bloom_filter_on_read = true;
         // The query's own memory pool; without a disk manager nothing spills, so a
         // query over its limit fails instead of filling a disk.
         let runtime = RuntimeEnvBuilder::new()
@@ -567,13 +568,75 @@ mod tests {
         assert_eq!(third.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
     }
 
+    /// `samples/door/date=2026-11-23/experiment=none` under `lake`, made.
+    fn door_folder(lake: &Path) -> std::path::PathBuf {
+        let dir = lake.join("samples/door/date=2026-11-23/experiment=none");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The two columns every lake file starts with.
+    fn id_and_ts() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("sensor_id", DataType::Utf8, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]))
+    }
+
+    /// A query for one sensor skips the row group whose bloom filter rules it out, even
+    /// when the group's min/max range holds the value (lake files carry such filters).
+    #[tokio::test]
+    async fn row_groups_without_the_value_are_skipped_by_their_bloom_filters() {
+        let lake = tempfile::tempdir().unwrap();
+        let dir = door_folder(lake.path());
+        let schema = id_and_ts();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_column_bloom_filter_enabled("sensor_id".into(), true)
+            .build();
+        // door-2 lies inside the first file's range (door-1..door-3), not in its filter.
+        for (offset, sensors) in [(0, vec!["door-1", "door-3"]), (1, vec!["door-2"])] {
+            let ts: Vec<i64> = (0..sensors.len() as i64).collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(sensors)),
+                    Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
+                ],
+            )
+            .unwrap();
+            let file = std::fs::File::create(dir.join(part(offset))).unwrap();
+            let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        let engine = QueryEngine::new(lake.path());
+        let sql = "SELECT sensor_id FROM samples_door WHERE sensor_id = 'door-2'";
+        let result = engine.query(sql).await.unwrap();
+        assert_eq!(
+            result.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            1
+        );
+        let plan = engine
+            .query(&format!("EXPLAIN ANALYZE {sql}"))
+            .await
+            .unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&plan.batches)
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("row_groups_pruned_bloom_filter=2 total → 1 matched"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn hour_and_day_buckets_of_lake_timestamps_are_exact() {
         let lake = tempfile::tempdir().unwrap();
-        let dir = lake
-            .path()
-            .join("samples/door/date=2026-11-23/experiment=none");
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = door_folder(lake.path());
         // Around midnight and hour boundaries, before 1970 too (µs since the epoch).
         const HOUR: i64 = 3_600_000_000;
         const DAY: i64 = 24 * HOUR;
@@ -592,14 +655,7 @@ mod tests {
                 ]
             })
             .collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("sensor_id", DataType::Utf8, false),
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-        ]));
+        let schema = id_and_ts();
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

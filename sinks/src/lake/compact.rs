@@ -604,6 +604,8 @@ struct Cursor {
     keys: Option<Rows>,
     row: usize,
     rows_read: u64,
+    /// Rows the file holds, by its footer.
+    rows_in_file: u64,
 }
 
 impl Cursor {
@@ -612,6 +614,8 @@ impl Cursor {
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(&path, e))?;
         let file_schema = builder.schema().clone();
+        let rows_in_file =
+            u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
         for f in file_schema.fields() {
             if schema.field_with_name(f.name()).is_err() {
                 return Err(Error::Parquet(format!(
@@ -658,6 +662,7 @@ impl Cursor {
             keys: None,
             row: 0,
             rows_read: 0,
+            rows_in_file,
         })
     }
 
@@ -750,11 +755,15 @@ fn write_merged(
         .map(|f| Cursor::open(dir.join(&f.name), schema, batch_rows))
         .collect::<Result<Vec<_>>>()?;
 
+    let rows_in = cursors.iter().map(|c| c.rows_in_file).sum::<u64>();
     let file = File::create(tmp_path).map_err(|e| io(tmp_path, e))?;
     let mut writer = ArrowWriter::try_new(
         file,
         schema.clone(),
-        Some(writer_properties(MAX_ROW_GROUP_ROWS)),
+        Some(writer_properties(
+            MAX_ROW_GROUP_ROWS,
+            usize::try_from(rows_in).unwrap_or(usize::MAX),
+        )),
     )
     .map_err(|e| Error::Parquet(e.to_string()))?;
     let empty = RecordBatch::new_empty(schema.clone());
@@ -849,6 +858,7 @@ fn remove(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::writer::bloom_filter_answers;
     use crate::lake::writer::{Added, LakeWriter};
     use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
@@ -1071,6 +1081,20 @@ mod tests {
         );
         before.sort_by(|a, b| key(a).cmp(&key(b)));
         assert_eq!(after, before);
+        // The output has the bloom filters of a lake file, with every sensor in them.
+        let output = d.join(list_dir(&d).unwrap().live[0].name.clone());
+        for sensor in ["s0", "s1", "s2", "s3"] {
+            let answers = bloom_filter_answers(&output, "sensor_id", sensor);
+            assert!(
+                answers.iter().all(|(a, _)| *a == Some(true)),
+                "{sensor}: {answers:?}"
+            );
+        }
+        let answers = bloom_filter_answers(&output, "sensor_id", "s9");
+        assert!(
+            answers.iter().all(|(a, _)| *a == Some(false)),
+            "{answers:?}"
+        );
 
         // The next run past the grace period deletes the inputs and merges nothing.
         let report = compact(root.path(), &registry(false), &options(8, Duration::ZERO)).unwrap();

@@ -13,6 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::fs::File;
@@ -528,10 +529,26 @@ pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
+/// Columns of lake files that carry a bloom filter per row group: the identifiers an
+/// analyst narrows a query to with `=` or `IN` (one sensor, participant or recording).
+/// Min/max statistics cannot prune on them: a file sorted by (sensor_id, ts) holds
+/// recordings and participants from across the id range, so nearly every range
+/// contains the one asked for. A filter answers "not in this row group" instead, and
+/// DataFusion then skips the row group without reading its pages.
+pub(crate) const BLOOM_FILTER_COLUMNS: [&str; 3] = ["sensor_id", "participant_id", "recording_id"];
+
+/// False-positive probability of the bloom filters: one row group in a hundred that
+/// lacks the value is read anyway.
+const BLOOM_FILTER_FPP: f64 = 0.01;
+
 /// Properties of every lake file, the compactor's outputs included: zstd, page
-/// statistics, rows sorted by (sensor_id, ts) and declared so, bounded row groups.
-pub(crate) fn writer_properties(max_row_group_rows: usize) -> WriterProperties {
-    WriterProperties::builder()
+/// statistics, rows sorted by (sensor_id, ts) and declared so, bounded row groups,
+/// bloom filters on [`BLOOM_FILTER_COLUMNS`]. `max_rows` bounds the rows the file will
+/// hold; a filter is sized for that many distinct values (at most a row group's) and
+/// folded down to the values it got when its row group closes, so it ends small.
+pub(crate) fn writer_properties(max_row_group_rows: usize, max_rows: usize) -> WriterProperties {
+    let max_ndv = max_rows.clamp(1, max_row_group_rows) as u64;
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
@@ -549,8 +566,15 @@ pub(crate) fn writer_properties(max_row_group_rows: usize) -> WriterProperties {
                 nulls_first: false,
             },
         ]))
-        .set_created_by(format!("labstream {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("labstream {}", env!("CARGO_PKG_VERSION")));
+    for column in BLOOM_FILTER_COLUMNS {
+        let path = ColumnPath::from(column);
+        builder = builder
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path.clone(), BLOOM_FILTER_FPP)
+            .set_column_bloom_filter_max_ndv(path, max_ndv);
+    }
+    builder.build()
 }
 
 fn write_file(
@@ -562,7 +586,7 @@ fn write_file(
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let final_path = dir.join(name);
     let tmp_path = dir.join(format!(".{name}.tmp"));
-    let props = writer_properties(max_row_group_rows);
+    let props = writer_properties(max_row_group_rows, batch.num_rows());
     let file = File::create(&tmp_path).map_err(|e| io(&tmp_path, e))?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
         .map_err(|e| Error::Parquet(e.to_string()))?;
@@ -581,9 +605,55 @@ fn write_file(
     Ok(final_path)
 }
 
+/// Per row group of the Parquet file at `path`: whether the bloom filter of `column`
+/// may hold `value` (`None`: that column chunk has no filter), and the filter's size.
+#[cfg(test)]
+pub(crate) fn bloom_filter_answers(
+    path: &Path,
+    column: &str,
+    value: &str,
+) -> Vec<(Option<bool>, u64)> {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let reader =
+        SerializedFileReader::new_with_options(File::open(path).unwrap(), options).unwrap();
+    let metadata = reader.metadata();
+    let index = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == column)
+        .unwrap_or_else(|| panic!("{} has no column {column}", path.display()));
+    (0..metadata.num_row_groups())
+        .map(|i| {
+            let size = metadata
+                .row_group(i)
+                .column(index)
+                .bloom_filter_length()
+                .unwrap_or(0);
+            let answer = reader
+                .get_row_group(i)
+                .unwrap()
+                .get_column_bloom_filter(index)
+                .map(|f| f.check(value));
+            (answer, size as u64)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use labstream_schemas::experiment::RecordingContext;
     use labstream_schemas::{FieldValue, Sample, Timestamp};
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use std::collections::{BTreeMap, BTreeSet};
@@ -600,6 +670,29 @@ mod tests {
         .unwrap()
     }
 
+    fn temperature(sensor: &str, ts: i64, celsius: f64) -> Sample {
+        Sample {
+            sensor_id: sensor.into(),
+            sensor_type: "temperature".into(),
+            ts: Timestamp::from_micros(ts),
+            seq: None,
+            values: BTreeMap::from([("celsius".to_owned(), FieldValue::Double(celsius))]),
+            tags: BTreeMap::new(),
+            received_at: Timestamp::from_micros(ts),
+        }
+    }
+
+    fn record(partition: i32, offset: i64) -> Record {
+        Record {
+            topic: "t.samples.raw".into(),
+            partition,
+            offset,
+            key: None,
+            payload: None,
+            timestamp_ms: None,
+        }
+    }
+
     /// A large flush (written on two threads) into a lake where one of its folders
     /// cannot be made: the files that can be written are, the flush fails, and once the
     /// folder can be made a second flush writes only the rest; every row is in the lake
@@ -614,24 +707,8 @@ mod tests {
             // Three days and three partitions: nine files.
             let (day, partition) = (i % 3, ((i / 3) % 3) as i32);
             let ts = T0 + day * DAY + i;
-            let sample = Sample {
-                sensor_id: format!("s{}", i % 5).into(),
-                sensor_type: "temperature".into(),
-                ts: Timestamp::from_micros(ts),
-                seq: None,
-                values: BTreeMap::from([("celsius".to_owned(), FieldValue::Double(i as f64))]),
-                tags: BTreeMap::new(),
-                received_at: Timestamp::from_micros(ts),
-            };
-            let record = Record {
-                topic: "t.samples.raw".into(),
-                partition,
-                offset: i,
-                key: None,
-                payload: None,
-                timestamp_ms: None,
-            };
-            assert_eq!(w.add(&record, sample), Added::Buffered);
+            let sample = temperature(&format!("s{}", i % 5), ts, i as f64);
+            assert_eq!(w.add(&record(partition, i), sample), Added::Buffered);
             want.insert(ts);
         }
         let blocked = table_dir(
@@ -682,5 +759,64 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// Every lake file carries a bloom filter on sensor, participant and recording ids
+    /// in each row group: it holds every value written and rules out others (what lets
+    /// a query for one recording skip the files of the others), folded down to the few
+    /// values it got instead of sized for the file's row count.
+    #[test]
+    fn lake_files_carry_small_bloom_filters_on_the_ids_a_query_narrows_to() {
+        let root = tempfile::tempdir().unwrap();
+        let mut w = LakeWriter::open(root.path(), Arc::new(registry())).unwrap();
+        for i in 0..2_000_i64 {
+            let ts = T0 + i * 1_000_000;
+            let sample = temperature(&format!("s{}", i % 4), ts, i as f64);
+            let participant = format!("P{:02}", i % 4);
+            let context = RecordingContext {
+                experiment_id: "stroop".into(),
+                recording_id: format!("rec-{participant}-{}", i / 1_000).into(),
+                participant_id: participant.into(),
+                task_id: "rest".into(),
+            };
+            let enriched = EnrichedSample {
+                sample,
+                context: Some(context),
+            };
+            assert_eq!(w.add(&record(0, i), enriched), Added::Buffered);
+        }
+        let files = w.flush().unwrap();
+        assert_eq!(files.len(), 1);
+        let file = &files[0];
+        let answers = |column: &str, value: &str| bloom_filter_answers(file, column, value);
+        for (column, present, absent) in [
+            ("sensor_id", ["s0", "s3"], ["s4", "t0"]),
+            ("participant_id", ["P00", "P03"], ["P04", "P10"]),
+            (
+                "recording_id",
+                ["rec-P01-0", "rec-P02-1"],
+                ["rec-P01-2", "rec-P04-0"],
+            ),
+        ] {
+            for value in present {
+                let got = answers(column, value);
+                assert_eq!(got.len(), 1, "one row group");
+                assert_eq!(got[0].0, Some(true), "{column} = {value}");
+                assert!(
+                    got[0].1 <= 256,
+                    "{column}: a {} byte filter for a few values",
+                    got[0].1
+                );
+            }
+            for value in absent {
+                assert_eq!(
+                    answers(column, value)[0].0,
+                    Some(false),
+                    "{column} = {value}"
+                );
+            }
+        }
+        // Other columns carry none.
+        assert_eq!(answers("task_id", "rest")[0].0, None);
     }
 }
