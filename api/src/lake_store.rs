@@ -8,8 +8,9 @@
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
-    CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    Attributes, CopyOptions, Error, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, Result,
 };
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -18,6 +19,7 @@ use labstream_schemas::lake_layout::live_files;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 
 // `ObjectStore` is an `#[async_trait]` trait and this crate does not depend on
 // `async-trait`, so the async methods below are written as the macro expands them:
@@ -81,6 +83,77 @@ fn only_live(objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
         .collect()
 }
 
+/// The byte range of a read that asks for nothing else (no condition, version or
+/// head-only answer): how the Parquet reader asks for a footer, a bloom filter or a
+/// column chunk.
+fn plain_range(options: &GetOptions) -> Option<GetRange> {
+    let GetOptions {
+        if_match: None,
+        if_none_match: None,
+        if_modified_since: None,
+        if_unmodified_since: None,
+        range: Some(range),
+        version: None,
+        head: false,
+        extensions: _,
+    } = options
+    else {
+        return None;
+    };
+    Some(range.clone())
+}
+
+/// Reads `range` of the file at `path` on one blocking-pool thread: open, stat, read.
+/// `LocalFileSystem` opens on one and hands the open file to `GetResult::bytes`, which
+/// reads on another; a query over thousands of small lake files makes several reads
+/// of each (footer, bloom filters, column chunks), and each hop is a thread wake-up.
+async fn read_range(
+    location: Path,
+    path: std::path::PathBuf,
+    range: GetRange,
+) -> Result<GetResult> {
+    let read = tokio::task::spawn_blocking(move || -> Result<GetResult> {
+        let generic = |source: std::io::Error| Error::Generic {
+            store: "LakeStore",
+            source: format!("{}: {source}", path.display()).into(),
+        };
+        let file = std::fs::File::open(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                path: path.display().to_string(),
+                source: source.into(),
+            },
+            _ => generic(source),
+        })?;
+        let metadata = file.metadata().map_err(generic)?;
+        let size = metadata.len();
+        let range = range.as_range(size).map_err(|e| Error::Generic {
+            store: "LakeStore",
+            source: format!("{}: {e}", path.display()).into(),
+        })?;
+        let mut bytes = vec![0_u8; usize::try_from(range.end - range.start).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut bytes, range.start)
+            .map_err(generic)?;
+        let meta = ObjectMeta {
+            location,
+            last_modified: metadata.modified().map_err(generic)?.into(),
+            size,
+            e_tag: None,
+            version: None,
+        };
+        let bytes = bytes::Bytes::from(bytes);
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed()),
+            attributes: Attributes::default(),
+            range,
+            meta,
+        })
+    });
+    read.await.map_err(|e| Error::Generic {
+        store: "LakeStore",
+        source: e.into(),
+    })?
+}
+
 fn read_only(operation: &str) -> Error {
     Error::NotSupported {
         source: format!("the lake is read-only for queries ({operation})").into(),
@@ -125,7 +198,13 @@ impl ObjectStore for LakeStore {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
-        self.local.get_opts(location, options)
+        match plain_range(&options) {
+            Some(range) => match self.local.path_to_filesystem(location) {
+                Ok(path) => Box::pin(read_range(location.clone(), path, range)),
+                Err(e) => Box::pin(async { Err(e) }),
+            },
+            None => self.local.get_opts(location, options),
+        }
     }
 
     // Delegated so that a file is opened once for all the ranges a scan reads
@@ -277,5 +356,49 @@ mod tests {
         );
         assert!(store.delete(&file).await.is_err());
         assert!(a.join(part(0, 9)).exists());
+    }
+
+    #[tokio::test]
+    async fn ranged_reads_give_the_bytes_of_the_range_as_the_local_store_does() {
+        let root = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..=255).cycle().take(10_000).collect();
+        std::fs::write(root.path().join("f.parquet"), &content).unwrap();
+        let file = Path::from_filesystem_path(root.path().join("f.parquet")).unwrap();
+        let store = LakeStore::new();
+        let local = LocalFileSystem::new();
+
+        for range in [0..4, 9_996..10_000, 1_234..5_678, 0..10_000, 9_000..20_000] {
+            let got = store.get_range(&file, range.clone()).await.unwrap();
+            let end = (range.end as usize).min(content.len());
+            assert_eq!(&got[..], &content[range.start as usize..end], "{range:?}");
+            assert_eq!(got, local.get_range(&file, range.clone()).await.unwrap());
+            let result = store
+                .get_opts(&file, GetOptions::new().with_range(Some(range.clone())))
+                .await
+                .unwrap();
+            assert_eq!(result.range, range.start..end as u64);
+            assert_eq!(result.meta.size, 10_000);
+            assert_eq!(result.meta.location, file);
+        }
+        let many = store.get_ranges(&file, &[0..2, 100..103]).await.unwrap();
+        assert_eq!(&many[1][..], &content[100..103]);
+
+        // Past the end, empty or missing: errors, as from the local store.
+        assert!(store.get_range(&file, 10_000..10_004).await.is_err());
+        assert!(store.get_range(&file, 7..7).await.is_err());
+        std::fs::write(root.path().join("gone.parquet"), b"PAR1").unwrap();
+        let missing = Path::from_filesystem_path(root.path().join("gone.parquet")).unwrap();
+        std::fs::remove_file(root.path().join("gone.parquet")).unwrap();
+        assert!(matches!(
+            store.get_range(&missing, 0..4).await,
+            Err(Error::NotFound { .. })
+        ));
+        // A conditional read still goes to the local store and its checks.
+        let stale = GetOptions {
+            if_match: Some("not-the-etag".to_owned()),
+            range: Some(GetRange::Bounded(0..4)),
+            ..GetOptions::default()
+        };
+        assert!(store.get_opts(&file, stale).await.is_err());
     }
 }
