@@ -91,6 +91,10 @@ struct Args {
     /// Measured rounds per lake state (each runs every query once on each engine).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Run only the query of this name (repeatable; default: all), e.g. to profile
+    /// one of them. The report then lists only those.
+    #[arg(long = "only", value_name = "NAME")]
+    only: Vec<String>,
     /// Markdown file whose query section is rewritten.
     #[arg(long)]
     out: PathBuf,
@@ -697,7 +701,17 @@ async fn main() -> anyhow::Result<()> {
     let lake_compacted = args.work.join("lake-compacted");
     std::fs::create_dir_all(&args.work)?;
     std::fs::create_dir_all(&args.results)?;
-    let qs = queries(args.days);
+    let mut qs = queries(args.days);
+    if !args.only.is_empty() {
+        if let Some(unknown) = args.only.iter().find(|n| !qs.iter().any(|q| q.name == *n)) {
+            let names: Vec<_> = qs.iter().map(|q| q.name).collect();
+            bail!(
+                "--only {unknown}: no such query (there are {})",
+                names.join(", ")
+            );
+        }
+        qs.retain(|q| args.only.iter().any(|n| n == q.name));
+    }
     let queries_json = args.results.join("queries.json");
     std::fs::write(&queries_json, serde_json::to_vec_pretty(&qs)?)?;
 
