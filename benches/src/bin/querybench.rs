@@ -697,6 +697,9 @@ fn fmt_ms(s: &Spread) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1 (a report needs a measured round)");
+    }
     let lake = args.work.join("lake");
     let lake_compacted = args.work.join("lake-compacted");
     std::fs::create_dir_all(&args.work)?;
