@@ -218,7 +218,17 @@ async fn a_group_that_read_a_transactional_topic_to_its_end_has_no_lag() {
     tx.begin().unwrap();
     tx.send(&topic, b"k", b"r5").unwrap();
     tx.commit_without_offsets().unwrap();
-    let offsets = admin.offsets(&topic).await.unwrap();
+    // The commit returns once the coordinator has logged it; the partition's commit
+    // marker (and with it the end a read_committed reader sees) follows a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let offsets = loop {
+        let offsets = admin.offsets(&topic).await.unwrap();
+        if offsets[0].end == 8 || std::time::Instant::now() >= deadline {
+            break offsets;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(offsets[0].end, 8);
     assert!(!offsets[0].only_markers_left);
     assert_eq!(offsets[0].lag(), 3); // the old marker, the record, its marker
 }
