@@ -113,29 +113,26 @@ async fn read_range(
     range: GetRange,
 ) -> Result<GetResult> {
     let read = tokio::task::spawn_blocking(move || -> Result<GetResult> {
-        let generic = |source: std::io::Error| Error::Generic {
+        let generic = |e: &dyn fmt::Display| Error::Generic {
             store: "LakeStore",
-            source: format!("{}: {source}", path.display()).into(),
+            source: format!("{}: {e}", path.display()).into(),
         };
         let file = std::fs::File::open(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 path: path.display().to_string(),
                 source: source.into(),
             },
-            _ => generic(source),
+            _ => generic(&source),
         })?;
-        let metadata = file.metadata().map_err(generic)?;
+        let metadata = file.metadata().map_err(|e| generic(&e))?;
         let size = metadata.len();
-        let range = range.as_range(size).map_err(|e| Error::Generic {
-            store: "LakeStore",
-            source: format!("{}: {e}", path.display()).into(),
-        })?;
-        let mut bytes = vec![0_u8; usize::try_from(range.end - range.start).unwrap_or(usize::MAX)];
+        let range = range.as_range(size).map_err(|e| generic(&e))?;
+        let mut bytes = vec![0_u8; (range.end - range.start) as usize];
         file.read_exact_at(&mut bytes, range.start)
-            .map_err(generic)?;
+            .map_err(|e| generic(&e))?;
         let meta = ObjectMeta {
             location,
-            last_modified: metadata.modified().map_err(generic)?.into(),
+            last_modified: metadata.modified().map_err(|e| generic(&e))?.into(),
             size,
             e_tag: None,
             version: None,

@@ -760,10 +760,7 @@ fn write_merged(
     let mut writer = ArrowWriter::try_new(
         file,
         schema.clone(),
-        Some(writer_properties(
-            MAX_ROW_GROUP_ROWS,
-            usize::try_from(rows_in).unwrap_or(usize::MAX),
-        )),
+        Some(writer_properties(MAX_ROW_GROUP_ROWS, rows_in)),
     )
     .map_err(|e| Error::Parquet(e.to_string()))?;
     let empty = RecordBatch::new_empty(schema.clone());
@@ -858,59 +855,11 @@ fn remove(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::writer::bloom_filter_answers;
+    use crate::lake::test_support::{T0, TOPIC, bloom_filter_answers, record, registry, sample};
     use crate::lake::writer::{Added, LakeWriter};
     use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-    use labstream_bus::Record;
     use labstream_schemas::lake_layout::{NO_EXPERIMENT, table_dir};
-    use labstream_schemas::{FieldValue, Sample, Timestamp};
-
-    const TOPIC: &str = "t.samples.raw";
-    /// 2026-11-23T10:00:00Z
-    const T0: i64 = 1_795_428_000_000_000;
-
-    fn registry(with_raw: bool) -> Registry {
-        let raw = if with_raw {
-            r#", "raw": {"type": "long"}"#
-        } else {
-            ""
-        };
-        Registry::from_json_str(
-            "test",
-            &format!(
-                r#"{{"sensor_types": {{"temperature": {{"fields": {{"celsius": {{"type": "double"}}{raw}}}}}}}}}"#
-            ),
-        )
-        .unwrap()
-    }
-
-    fn record(partition: i32, offset: i64) -> Record {
-        Record {
-            topic: TOPIC.into(),
-            partition,
-            offset,
-            key: None,
-            payload: None,
-            timestamp_ms: None,
-        }
-    }
-
-    fn sample(sensor: &str, ts: i64, seq: Option<i64>, celsius: f64, raw: Option<i64>) -> Sample {
-        let mut values = BTreeMap::from([("celsius".to_owned(), FieldValue::Double(celsius))]);
-        if let Some(r) = raw {
-            values.insert("raw".into(), FieldValue::Long(r));
-        }
-        Sample {
-            sensor_id: sensor.into(),
-            sensor_type: "temperature".into(),
-            ts: Timestamp::from_micros(ts),
-            seq,
-            values,
-            tags: BTreeMap::from([("room".to_owned(), format!("lab-{}", ts % 3))]),
-            received_at: Timestamp::from_micros(ts + 5),
-        }
-    }
 
     fn dir(root: &Path) -> PathBuf {
         table_dir(

@@ -11,6 +11,8 @@ mod batch;
 mod compact;
 mod layout;
 mod sink;
+#[cfg(test)]
+mod test_support;
 mod writer;
 
 pub use batch::{CONTEXT_COLUMNS, arrow_schema, to_record_batch};

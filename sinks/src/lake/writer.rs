@@ -535,7 +535,7 @@ pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
 /// recordings and participants from across the id range, so nearly every range
 /// contains the one asked for. A filter answers "not in this row group" instead, and
 /// DataFusion then skips the row group without reading its pages.
-pub(crate) const BLOOM_FILTER_COLUMNS: [&str; 3] = ["sensor_id", "participant_id", "recording_id"];
+const BLOOM_FILTER_COLUMNS: [&str; 3] = ["sensor_id", "participant_id", "recording_id"];
 
 /// False-positive probability of the bloom filters: one row group in a hundred that
 /// lacks the value is read anyway.
@@ -546,8 +546,8 @@ const BLOOM_FILTER_FPP: f64 = 0.01;
 /// bloom filters on [`BLOOM_FILTER_COLUMNS`]. `max_rows` bounds the rows the file will
 /// hold; a filter is sized for that many distinct values (at most a row group's) and
 /// folded down to the values it got when its row group closes, so it ends small.
-pub(crate) fn writer_properties(max_row_group_rows: usize, max_rows: usize) -> WriterProperties {
-    let max_ndv = max_rows.clamp(1, max_row_group_rows) as u64;
+pub(crate) fn writer_properties(max_row_group_rows: usize, max_rows: u64) -> WriterProperties {
+    let max_ndv = max_rows.clamp(1, max_row_group_rows as u64);
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
@@ -586,7 +586,7 @@ fn write_file(
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let final_path = dir.join(name);
     let tmp_path = dir.join(format!(".{name}.tmp"));
-    let props = writer_properties(max_row_group_rows, batch.num_rows());
+    let props = writer_properties(max_row_group_rows, batch.num_rows() as u64);
     let file = File::create(&tmp_path).map_err(|e| io(&tmp_path, e))?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
         .map_err(|e| Error::Parquet(e.to_string()))?;
@@ -605,93 +605,15 @@ fn write_file(
     Ok(final_path)
 }
 
-/// Per row group of the Parquet file at `path`: whether the bloom filter of `column`
-/// may hold `value` (`None`: that column chunk has no filter), and the filter's size.
-#[cfg(test)]
-pub(crate) fn bloom_filter_answers(
-    path: &Path,
-    column: &str,
-    value: &str,
-) -> Vec<(Option<bool>, u64)> {
-    use parquet::file::properties::ReaderProperties;
-    use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
-    let options = ReadOptionsBuilder::new()
-        .with_reader_properties(
-            ReaderProperties::builder()
-                .set_read_bloom_filter(true)
-                .build(),
-        )
-        .build();
-    let reader =
-        SerializedFileReader::new_with_options(File::open(path).unwrap(), options).unwrap();
-    let metadata = reader.metadata();
-    let index = metadata
-        .file_metadata()
-        .schema_descr()
-        .columns()
-        .iter()
-        .position(|c| c.path().string() == column)
-        .unwrap_or_else(|| panic!("{} has no column {column}", path.display()));
-    (0..metadata.num_row_groups())
-        .map(|i| {
-            let size = metadata
-                .row_group(i)
-                .column(index)
-                .bloom_filter_length()
-                .unwrap_or(0);
-            let answer = reader
-                .get_row_group(i)
-                .unwrap()
-                .get_column_bloom_filter(index)
-                .map(|f| f.check(value));
-            (answer, size as u64)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::test_support::{T0, bloom_filter_answers, record, registry, sample};
     use labstream_schemas::experiment::RecordingContext;
-    use labstream_schemas::{FieldValue, Sample, Timestamp};
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
 
-    /// 2026-11-23T10:00:00Z
-    const T0: i64 = 1_795_428_000_000_000;
     const DAY: i64 = 86_400_000_000;
-
-    fn registry() -> Registry {
-        Registry::from_json_str(
-            "test",
-            r#"{"sensor_types": {"temperature": {"fields": {"celsius": {"type": "double"}}}}}"#,
-        )
-        .unwrap()
-    }
-
-    fn temperature(sensor: &str, ts: i64, celsius: f64) -> Sample {
-        Sample {
-            sensor_id: sensor.into(),
-            sensor_type: "temperature".into(),
-            ts: Timestamp::from_micros(ts),
-            seq: None,
-            values: BTreeMap::from([("celsius".to_owned(), FieldValue::Double(celsius))]),
-            tags: BTreeMap::new(),
-            received_at: Timestamp::from_micros(ts),
-        }
-    }
-
-    fn record(partition: i32, offset: i64) -> Record {
-        Record {
-            topic: "t.samples.raw".into(),
-            partition,
-            offset,
-            key: None,
-            payload: None,
-            timestamp_ms: None,
-        }
-    }
 
     /// A large flush (written on two threads) into a lake where one of its folders
     /// cannot be made: the files that can be written are, the flush fails, and once the
@@ -700,14 +622,14 @@ mod tests {
     #[test]
     fn a_large_flush_that_fails_part_way_writes_the_rest_once_then() {
         let root = tempfile::tempdir().unwrap();
-        let mut w = LakeWriter::open(root.path(), Arc::new(registry())).unwrap();
+        let mut w = LakeWriter::open(root.path(), Arc::new(registry(false))).unwrap();
         let n = 3 * PARALLEL_WRITE_ROWS as i64;
         let mut want = BTreeSet::new();
         for i in 0..n {
             // Three days and three partitions: nine files.
             let (day, partition) = (i % 3, ((i / 3) % 3) as i32);
             let ts = T0 + day * DAY + i;
-            let sample = temperature(&format!("s{}", i % 5), ts, i as f64);
+            let sample = sample(&format!("s{}", i % 5), ts, None, i as f64, None);
             assert_eq!(w.add(&record(partition, i), sample), Added::Buffered);
             want.insert(ts);
         }
@@ -768,10 +690,10 @@ mod tests {
     #[test]
     fn lake_files_carry_small_bloom_filters_on_the_ids_a_query_narrows_to() {
         let root = tempfile::tempdir().unwrap();
-        let mut w = LakeWriter::open(root.path(), Arc::new(registry())).unwrap();
+        let mut w = LakeWriter::open(root.path(), Arc::new(registry(false))).unwrap();
         for i in 0..2_000_i64 {
             let ts = T0 + i * 1_000_000;
-            let sample = temperature(&format!("s{}", i % 4), ts, i as f64);
+            let sample = sample(&format!("s{}", i % 4), ts, None, i as f64, None);
             let participant = format!("P{:02}", i % 4);
             let context = RecordingContext {
                 experiment_id: "stroop".into(),
