@@ -21,8 +21,10 @@ pub struct QueryConfig {
     pub max_concurrent: usize,
     /// Memory the engine keeps, across queries, for the Parquet footers (with page
     /// indexes) of the lake's files, so that a query does not read and parse every
-    /// file's footer again; plus a quarter of it for per-file statistics. Least recently
-    /// used entries go first; 0 turns the caches off. Uncompacted lakes (many small
+    /// file's footer again; plus a quarter of it each for per-file statistics and bloom
+    /// filters (with which a query leaves out files that cannot hold the ids it asks for
+    /// without opening them). Least recently used entries go first; 0 turns the caches
+    /// off. Uncompacted lakes (many small
     /// files) need the most: the default holds all 8,064 footers of the query
     /// benchmark's 10-million-sample lake.
     pub metadata_cache_bytes: usize,

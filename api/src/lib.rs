@@ -11,6 +11,7 @@ mod format;
 mod functions;
 mod http;
 mod lake_store;
+mod lake_table;
 mod query;
 mod routes;
 mod sandbox;

@@ -10,9 +10,12 @@
 //! keeps in `<lake>/experiments/` (empty, with their columns, until it wrote them), the
 //! `alerts` table from `<lake>/alerts/date=.../` (partitioned by `date` like the samples).
 //!
+//! Each sample table is a `LakeTable`: files that a query's filters rule out by their
+//! statistics or bloom filters are left out while planning, not opened one by one.
+//!
 //! What each query would otherwise read again from every file, the Parquet footers
-//! (with their page indexes) and the per-file statistics, is kept by the engine across
-//! queries (`LakeCaches`). Lake files are immutable once renamed into place and entries
+//! (with their page indexes), the per-file statistics and bloom filters, is kept by the
+//! engine across queries (`LakeCaches`). Lake files are immutable once renamed into place and entries
 //! are checked against each file's size and modification time, so a cached entry is
 //! never stale; listings are not cached, so every query sees the live files of the
 //! moment.
@@ -20,11 +23,14 @@
 use crate::config::{QueryConfig, human_bytes};
 use crate::error::{Error, Result};
 use crate::lake_store::LakeStore;
+use crate::lake_table::{BloomFilterCache, LakeTable};
 use crate::sandbox;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::listing::{ListingOptions, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::cache::TableScopedPath;
@@ -68,6 +74,9 @@ pub struct QueryEngine {
 struct LakeCaches {
     metadata: Arc<FileMetadataCache>,
     statistics: Arc<FileStatisticsCache>,
+    /// Each file's bloom filters, to drop the files a query's filters rule out while
+    /// planning (`LakeTable`).
+    blooms: BloomFilterCache,
     /// Each sample table's schema (merged from all its files' footers), with the
     /// folders it was inferred from and their modification times.
     schemas: Arc<Mutex<HashMap<PathBuf, (FolderTimes, SchemaRef)>>>,
@@ -93,6 +102,7 @@ impl LakeCaches {
         Self {
             metadata,
             statistics,
+            blooms: BloomFilterCache::new(statistics_bytes(metadata_bytes)),
             schemas: Arc::default(),
         }
     }
@@ -169,7 +179,8 @@ fn folder_times(dir: &Path) -> FolderTimes {
 }
 
 /// A file's statistics take a fraction of its footer (one entry per column, no row
-/// group or page entries).
+/// group or page entries); so do its bloom filters (a few text columns, folded to the
+/// values they hold). Each gets this much.
 fn statistics_bytes(metadata_bytes: usize) -> usize {
     metadata_bytes / 4
 }
@@ -292,8 +303,16 @@ impl QueryEngine {
             let url = format!("{}/", dir.display());
             let registered = async {
                 let schema = self.caches.table_schema(&ctx, &dir, &url, &options).await?;
-                ctx.register_listing_table(name.as_str(), url.as_str(), options, Some(schema), None)
-                    .await
+                // As `SessionContext::register_listing_table` builds it, wrapped.
+                let path = ListingTableUrl::parse(&url)?.with_table_ref(name.as_str().into());
+                let config = ListingTableConfig::new(path)
+                    .with_listing_options(options)
+                    .with_schema(schema);
+                let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+                let table = ListingTable::try_new(config)?.with_cache(statistics);
+                let table = LakeTable::new(table, self.caches.blooms.clone());
+                ctx.register_table(name.as_str(), Arc::new(table))
+                    .map(|_| ())
             };
             registered
                 .await
@@ -587,50 +606,173 @@ mod tests {
         ]))
     }
 
+    /// Writes a lake file `part(offset)` in `dir` with one row per sensor id (ts 0, 1,
+    /// ...), row groups of at most `row_group_rows` rows, and a bloom filter on
+    /// `sensor_id` when `bloom` is set. Returns the file's name.
+    fn write_sensors(
+        dir: &Path,
+        offset: i64,
+        sensors: &[&str],
+        row_group_rows: usize,
+        bloom: bool,
+    ) -> String {
+        let schema = id_and_ts();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_column_bloom_filter_enabled("sensor_id".into(), bloom)
+            .set_max_row_group_row_count(Some(row_group_rows))
+            .build();
+        let ts: Vec<i64> = (0..sensors.len() as i64).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(sensors.to_vec())),
+                Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
+            ],
+        )
+        .unwrap();
+        let name = part(offset);
+        let file = std::fs::File::create(dir.join(&name)).unwrap();
+        let mut w = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        name
+    }
+
+    fn rows(result: &QueryResult) -> usize {
+        result.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// `EXPLAIN [ANALYZE] <sql>` as text.
+    async fn explain(engine: &QueryEngine, analyze: bool, sql: &str) -> String {
+        let verb = if analyze {
+            "EXPLAIN ANALYZE"
+        } else {
+            "EXPLAIN"
+        };
+        let plan = engine.query(&format!("{verb} {sql}")).await.unwrap();
+        arrow::util::pretty::pretty_format_batches(&plan.batches)
+            .unwrap()
+            .to_string()
+    }
+
     /// A query for one sensor skips the row group whose bloom filter rules it out, even
     /// when the group's min/max range holds the value (lake files carry such filters).
     #[tokio::test]
     async fn row_groups_without_the_value_are_skipped_by_their_bloom_filters() {
         let lake = tempfile::tempdir().unwrap();
         let dir = door_folder(lake.path());
-        let schema = id_and_ts();
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_column_bloom_filter_enabled("sensor_id".into(), true)
-            .build();
-        // door-2 lies inside the first file's range (door-1..door-3), not in its filter.
-        for (offset, sensors) in [(0, vec!["door-1", "door-3"]), (1, vec!["door-2"])] {
-            let ts: Vec<i64> = (0..sensors.len() as i64).collect();
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(StringArray::from(sensors)),
-                    Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
-                ],
-            )
-            .unwrap();
-            let file = std::fs::File::create(dir.join(part(offset))).unwrap();
-            let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).unwrap();
-            w.write(&batch).unwrap();
-            w.close().unwrap();
-        }
+        // Two row groups: door-2 lies inside the first's range (door-1..door-3), not in
+        // its filter; the second holds it, so the file itself is read.
+        write_sensors(&dir, 0, &["door-1", "door-3", "door-2"], 2, true);
         let engine = QueryEngine::new(lake.path());
         let sql = "SELECT sensor_id FROM samples_door WHERE sensor_id = 'door-2'";
-        let result = engine.query(sql).await.unwrap();
-        assert_eq!(
-            result.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
-            1
-        );
-        let plan = engine
-            .query(&format!("EXPLAIN ANALYZE {sql}"))
-            .await
-            .unwrap();
-        let text = arrow::util::pretty::pretty_format_batches(&plan.batches)
-            .unwrap()
-            .to_string();
+        assert_eq!(rows(&engine.query(sql).await.unwrap()), 1);
+        let text = explain(&engine, true, sql).await;
         assert!(
             text.contains("row_groups_pruned_bloom_filter=2 total → 1 matched"),
             "{text}"
         );
+    }
+
+    /// Files that cannot hold a row a query asks for by its ids are left out of the
+    /// plan: by their bloom filters, and by their min/max statistics. Files without
+    /// filters are kept; the answers are those of a filter nothing can prune by.
+    #[tokio::test]
+    async fn files_the_filters_rule_out_are_not_in_the_plan() {
+        let lake = tempfile::tempdir().unwrap();
+        let dir = door_folder(lake.path());
+        let f0 = write_sensors(&dir, 0, &["door-1", "door-3"], 1024, true);
+        let f1 = write_sensors(&dir, 1, &["door-2"], 1024, true);
+        let f2 = write_sensors(&dir, 2, &["door-4", "door-2"], 1024, true);
+        let f3 = write_sensors(&dir, 3, &["door-1", "door-5"], 1024, false);
+        let engine = QueryEngine::new(lake.path());
+        let files_in_plan = |text: &str| {
+            [&f0, &f1, &f2, &f3]
+                .into_iter()
+                .filter(|f| text.contains(f.as_str()))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        // (filter, files in the plan, rows, files in the plan with `sensor_id` behind a
+        // function, where only the other conditions can prune)
+        let cases = [
+            // door-2 is inside f0's min/max range, not in its filter; f3 has none.
+            ("sensor_id = 'door-2'", vec![&f1, &f2, &f3], 2, 4),
+            (
+                "sensor_id IN ('door-3', 'door-4')",
+                vec![&f0, &f2, &f3],
+                2,
+                4,
+            ),
+            // Past every file's max: statistics alone.
+            ("sensor_id = 'door-9'", vec![], 0, 4),
+            // Two conditions: each rules out files of its own (f1's rows all have ts 0).
+            (
+                "sensor_id = 'door-2' AND ts > TIMESTAMP '1970-01-01T00:00:00Z'",
+                vec![&f2, &f3],
+                1,
+                3,
+            ),
+            // Not door-2: only a file that holds nothing else goes (f1, by its min/max).
+            ("sensor_id <> 'door-2'", vec![&f0, &f2, &f3], 5, 4),
+        ];
+        for (filter, expected_files, expected_rows, unpruned_files) in cases {
+            let sql = format!("SELECT sensor_id, ts FROM samples_door WHERE {filter}");
+            let text = explain(&engine, false, &sql).await;
+            let expected: Vec<String> = expected_files.into_iter().cloned().collect();
+            assert_eq!(files_in_plan(&text), expected, "{filter}: {text}");
+            let pruned = engine
+                .query(&format!("{sql} ORDER BY sensor_id, ts"))
+                .await
+                .unwrap();
+            assert_eq!(rows(&pruned), expected_rows, "{filter}");
+            // The same filter with the column behind a function: nothing prunes.
+            let unpruned_sql = sql.replace("sensor_id", "lower(sensor_id)").replacen(
+                "SELECT lower(sensor_id)",
+                "SELECT sensor_id",
+                1,
+            );
+            let text = explain(&engine, false, &unpruned_sql).await;
+            assert_eq!(
+                files_in_plan(&text).len(),
+                unpruned_files,
+                "{unpruned_sql}: {text}"
+            );
+            let unpruned = engine
+                .query(&format!("{unpruned_sql} ORDER BY sensor_id, ts"))
+                .await
+                .unwrap();
+            assert_eq!(
+                arrow::util::pretty::pretty_format_batches(&pruned.batches)
+                    .unwrap()
+                    .to_string(),
+                arrow::util::pretty::pretty_format_batches(&unpruned.batches)
+                    .unwrap()
+                    .to_string(),
+                "{filter}"
+            );
+        }
+    }
+
+    /// The engine keeps files' bloom filters across queries, but a file deleted and
+    /// written again under the same name is judged by its new filters.
+    #[tokio::test]
+    async fn a_file_written_again_under_its_name_is_judged_by_its_new_bloom_filters() {
+        let lake = tempfile::tempdir().unwrap();
+        let dir = door_folder(lake.path());
+        write_sensors(&dir, 0, &["door-1", "door-3"], 1024, true);
+        let engine = QueryEngine::new(lake.path());
+        let sql = "SELECT sensor_id FROM samples_door WHERE sensor_id = 'door-2'";
+        assert_eq!(rows(&engine.query(sql).await.unwrap()), 0);
+        std::fs::remove_file(dir.join(part(0))).unwrap();
+        write_sensors(
+            &dir,
+            0,
+            &["door-1", "door-2", "door-2", "door-3"],
+            1024,
+            true,
+        );
+        assert_eq!(rows(&engine.query(sql).await.unwrap()), 2);
     }
 
     #[tokio::test]
