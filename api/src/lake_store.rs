@@ -4,6 +4,11 @@
 //! racing a compaction it reads either the inputs or the output, never both, and never
 //! a temporary file; the compactor deletes inputs only after a grace period, so files
 //! listed a moment ago can still be read.
+//!
+//! What a folder holds is kept across queries (`FolderListings`) while the folder's
+//! modification time stays what it was: adding, renaming or removing a file in a folder
+//! changes it, so a query sees the live files of the moment with a `stat` per folder
+//! instead of one per file.
 
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
@@ -16,10 +21,13 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use labstream_schemas::lake_layout::live_files;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 // `ObjectStore` is an `#[async_trait]` trait and this crate does not depend on
 // `async-trait`, so the async methods below are written as the macro expands them:
@@ -28,12 +36,133 @@ use std::os::unix::fs::FileExt;
 #[derive(Debug, Default)]
 pub(crate) struct LakeStore {
     local: LocalFileSystem,
+    listings: Arc<FolderListings>,
 }
 
 impl LakeStore {
-    pub(crate) fn new() -> Self {
-        Self::default()
+    /// A store that keeps what it lists in `listings` (shared by an engine's queries).
+    pub(crate) fn new(listings: Arc<FolderListings>) -> Self {
+        Self {
+            local: LocalFileSystem::new(),
+            listings,
+        }
     }
+}
+
+/// How old a folder's last change must be for its listing to be kept: folder times are
+/// coarse (a clock tick), so a file renamed in right after a change that is still this
+/// recent might leave the time as it was.
+pub(crate) const SETTLED: Duration = Duration::from_secs(2);
+
+/// The live lake files and subfolders of each folder listed, with the folder's
+/// modification time when it was read; used again while that time is unchanged. Only
+/// folders whose last change was `SETTLED` ago when read are kept. Lake files are
+/// written under a temporary name and renamed in, never changed in place, so a folder's
+/// time covers its files' sizes and times too. It takes about 200 bytes per live file
+/// (8,064 files: under 2 MB), and forgets a folder once it is gone.
+#[derive(Debug, Default)]
+pub(crate) struct FolderListings {
+    folders: Mutex<HashMap<PathBuf, Arc<Folder>>>,
+}
+
+/// One folder as listed.
+#[derive(Debug)]
+pub(crate) struct Folder {
+    pub(crate) path: PathBuf,
+    pub(crate) modified: SystemTime,
+    /// Its live lake files (`only_live`).
+    live: Vec<ObjectMeta>,
+    subfolders: Vec<PathBuf>,
+}
+
+impl FolderListings {
+    /// `dir` and every folder under it (none when `dir` is not a folder), each from
+    /// memory when unchanged, else read again. Blocking.
+    pub(crate) fn walk(&self, dir: &std::path::Path) -> std::io::Result<Vec<Arc<Folder>>> {
+        let mut out = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let modified = match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => meta.modified()?,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.folders.lock().unwrap().remove(&path);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let known = self
+                .folders
+                .lock()
+                .unwrap()
+                .get(&path)
+                .filter(|f| f.modified == modified)
+                .cloned();
+            let folder = match known {
+                Some(folder) => folder,
+                None => {
+                    let folder = Arc::new(read_folder(path, modified)?);
+                    let settled = SystemTime::now()
+                        .checked_sub(SETTLED)
+                        .is_some_and(|before| modified < before);
+                    if settled {
+                        self.folders
+                            .lock()
+                            .unwrap()
+                            .insert(folder.path.clone(), folder.clone());
+                    }
+                    folder
+                }
+            };
+            pending.extend(folder.subfolders.iter().cloned());
+            out.push(folder);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a folder: its subfolders, and its files as `LocalFileSystem` lists them
+/// (symbolic links followed, files gone meanwhile skipped), only the live ones kept.
+fn read_folder(path: PathBuf, modified: SystemTime) -> std::io::Result<Folder> {
+    let mut files = Vec::new();
+    let mut subfolders = Vec::new();
+    for entry in std::fs::read_dir(&path)? {
+        let entry_path = entry?.path();
+        let meta = match std::fs::metadata(&entry_path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            subfolders.push(entry_path);
+        } else if meta.is_file()
+            && let Ok(location) = Path::from_absolute_path(&entry_path)
+        {
+            files.push(object_meta(location, &meta)?);
+        }
+    }
+    Ok(Folder {
+        path,
+        modified,
+        live: only_live(files),
+        subfolders,
+    })
+}
+
+/// A file's `ObjectMeta` as `LocalFileSystem` makes it (its e-tag too).
+fn object_meta(location: Path, meta: &std::fs::Metadata) -> std::io::Result<ObjectMeta> {
+    let modified = meta.modified()?;
+    let micros = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    Ok(ObjectMeta {
+        location,
+        last_modified: modified.into(),
+        size: meta.len(),
+        e_tag: Some(format!("{:x}-{micros:x}-{:x}", meta.ino(), meta.len())),
+        version: None,
+    })
 }
 
 impl fmt::Display for LakeStore {
@@ -228,12 +357,39 @@ impl ObjectStore for LakeStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        // Whole directories must be seen before deciding which of their files are live.
-        let all = self.local.list(prefix);
-        futures::stream::once(async move { all.try_collect::<Vec<_>>().await })
-            .map_ok(|objects| futures::stream::iter(only_live(objects).into_iter().map(Ok)))
-            .try_flatten()
-            .boxed()
+        let dir = match prefix.map(|p| self.local.path_to_filesystem(p)) {
+            Some(Ok(dir)) => dir,
+            Some(Err(e)) => return futures::stream::once(async { Err(e) }).boxed(),
+            // The whole file system: not a lake folder, nothing to keep.
+            None => {
+                let all = self.local.list(None);
+                return futures::stream::once(async move { all.try_collect::<Vec<_>>().await })
+                    .map_ok(|objects| futures::stream::iter(only_live(objects).into_iter().map(Ok)))
+                    .try_flatten()
+                    .boxed();
+            }
+        };
+        let listings = self.listings.clone();
+        let walked = tokio::task::spawn_blocking(move || listings.walk(&dir));
+        futures::stream::once(async move {
+            let folders = walked
+                .await
+                .map_err(|e| Error::Generic {
+                    store: "LakeStore",
+                    source: e.into(),
+                })?
+                .map_err(|e| Error::Generic {
+                    store: "LakeStore",
+                    source: e.into(),
+                })?;
+            let live: Vec<ObjectMeta> = folders
+                .iter()
+                .flat_map(|f| f.live.iter().cloned())
+                .collect();
+            Ok::<_, Error>(futures::stream::iter(live.into_iter().map(Ok)))
+        })
+        .try_flatten()
+        .boxed()
     }
 
     fn list_with_delimiter<'life0, 'life1, 'async_trait>(
@@ -303,7 +459,7 @@ mod tests {
         touch(&b, &part(0, 9));
         touch(&b, &part(10, 19));
 
-        let store = LakeStore::new();
+        let store = LakeStore::default();
         let prefix = Path::from_filesystem_path(root.path().join("samples")).unwrap();
         let mut listed: Vec<String> = store
             .list(Some(&prefix))
@@ -355,13 +511,84 @@ mod tests {
         assert!(a.join(part(0, 9)).exists());
     }
 
+    /// The names `store` lists under `dir`, sorted.
+    async fn listed_names(store: &LakeStore, dir: &std::path::Path) -> Vec<String> {
+        // Not `from_filesystem_path`: that resolves the path, and fails once it is gone.
+        let prefix = Path::from_absolute_path(dir).unwrap();
+        let mut names: Vec<String> = store
+            .list(Some(&prefix))
+            .map_ok(|o| o.location.filename().unwrap().to_owned())
+            .try_collect()
+            .await
+            .unwrap();
+        names.sort();
+        names
+    }
+
+    fn set_folder_time(dir: &std::path::Path, time: SystemTime) {
+        std::fs::File::open(dir)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    /// A settled folder is listed from memory while its time is what it was; any file
+    /// added, renamed or removed changes the time, and the next listing shows it.
+    #[tokio::test]
+    async fn a_settled_folder_is_listed_from_memory_until_it_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let table = root.path().join("samples/door");
+        let a = table.join("date=2026-11-23/experiment=none");
+        std::fs::create_dir_all(&a).unwrap();
+        touch(&a, &part(0, 9));
+        touch(&a, &part(10, 19));
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for dir in [&a, &a.parent().unwrap().to_path_buf(), &table] {
+            set_folder_time(dir, old);
+        }
+        let store = LakeStore::default();
+        assert_eq!(
+            listed_names(&store, &table).await,
+            [part(0, 9), part(10, 19)]
+        );
+
+        // A file whose folder's time is then put back: the kept listing is what is used.
+        touch(&a, &part(20, 29));
+        set_folder_time(&a, old);
+        assert_eq!(
+            listed_names(&store, &table).await,
+            [part(0, 9), part(10, 19)]
+        );
+
+        // A compaction output renamed in: the folder changed, its live files show.
+        let tmp = format!(".{}.compact.tmp", part(0, 29));
+        touch(&a, &tmp);
+        std::fs::rename(a.join(&tmp), a.join(part(0, 29))).unwrap();
+        assert_eq!(listed_names(&store, &table).await, [part(0, 29)]);
+
+        // A folder changed a moment ago is not kept: a change within the same clock
+        // tick might leave its time as it is.
+        let recent = std::fs::metadata(&a).unwrap().modified().unwrap();
+        touch(&a, &part(30, 39));
+        set_folder_time(&a, recent);
+        assert_eq!(
+            listed_names(&store, &table).await,
+            [part(0, 29), part(30, 39)]
+        );
+
+        // Removed folders are gone from the listing.
+        std::fs::remove_dir_all(table.join("date=2026-11-23")).unwrap();
+        assert!(listed_names(&store, &table).await.is_empty());
+        assert!(listed_names(&store, &a).await.is_empty());
+    }
+
     #[tokio::test]
     async fn ranged_reads_give_the_bytes_of_the_range_as_the_local_store_does() {
         let root = tempfile::tempdir().unwrap();
         let content: Vec<u8> = (0..=255).cycle().take(10_000).collect();
         std::fs::write(root.path().join("f.parquet"), &content).unwrap();
         let file = Path::from_filesystem_path(root.path().join("f.parquet")).unwrap();
-        let store = LakeStore::new();
+        let store = LakeStore::default();
         let local = LocalFileSystem::new();
 
         for range in [0..4, 9_996..10_000, 1_234..5_678, 0..10_000, 9_000..20_000] {

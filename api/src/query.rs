@@ -15,14 +15,15 @@
 //!
 //! What each query would otherwise read again from every file, the Parquet footers
 //! (with their page indexes), the per-file statistics and bloom filters, is kept by the
-//! engine across queries (`LakeCaches`). Lake files are immutable once renamed into place and entries
-//! are checked against each file's size and modification time, so a cached entry is
-//! never stale; listings are not cached, so every query sees the live files of the
-//! moment.
+//! engine across queries (`LakeCaches`). Lake files are immutable once renamed into
+//! place and entries are checked against each file's size and modification time, so a
+//! cached entry is never stale. What each folder holds is kept while the folder's
+//! modification time is unchanged (`FolderListings`), so every query still sees the live
+//! files of the moment.
 
 use crate::config::{QueryConfig, human_bytes};
 use crate::error::{Error, Result};
-use crate::lake_store::LakeStore;
+use crate::lake_store::{FolderListings, LakeStore, SETTLED};
 use crate::lake_table::{BloomFilterCache, LakeTable};
 use crate::sandbox;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -55,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -77,6 +78,8 @@ struct LakeCaches {
     /// Each file's bloom filters, to drop the files a query's filters rule out while
     /// planning (`LakeTable`).
     blooms: BloomFilterCache,
+    /// What each lake folder holds, while it is unchanged (`LakeStore`).
+    listings: Arc<FolderListings>,
     /// Each sample table's schema (merged from all its files' footers), with the
     /// folders it was inferred from and their modification times.
     schemas: Arc<Mutex<HashMap<PathBuf, (FolderTimes, SchemaRef)>>>,
@@ -103,6 +106,7 @@ impl LakeCaches {
             metadata,
             statistics,
             blooms: BloomFilterCache::new(statistics_bytes(metadata_bytes)),
+            listings: Arc::default(),
             schemas: Arc::default(),
         }
     }
@@ -118,7 +122,7 @@ impl LakeCaches {
         url: &str,
         options: &ListingOptions,
     ) -> datafusion::error::Result<SchemaRef> {
-        let folders = folder_times(dir);
+        let folders = folder_times(&self.listings, dir);
         if let Some((seen, schema)) = self.schemas.lock().unwrap().get(dir)
             && *seen == folders
         {
@@ -141,7 +145,8 @@ impl LakeCaches {
         Ok(schema)
     }
 
-    /// The caches of one query's runtime: these two, and no listing cache.
+    /// The caches of one query's runtime: these two, and not DataFusion's listing cache
+    /// (which keeps listings for a time, not while unchanged: `LakeStore` keeps them).
     fn config(&self, metadata_bytes: usize) -> CacheManagerConfig {
         CacheManagerConfig::default()
             .with_file_metadata_cache(Some(self.metadata.clone()))
@@ -152,28 +157,18 @@ impl LakeCaches {
     }
 }
 
-/// How old a folder's last change must be for `LakeCaches::table_schema` to trust that
-/// its modification time shows every later change.
-const SETTLED: Duration = Duration::from_secs(2);
-
 /// `dir` and every folder under it, with their modification times (sorted): a file
-/// added, renamed or removed in a folder changes its time.
-fn folder_times(dir: &Path) -> FolderTimes {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let Ok(meta) = std::fs::metadata(&folder) else {
-            continue;
-        };
-        if let Ok(entries) = std::fs::read_dir(&folder) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    pending.push(entry.path());
-                }
-            }
-        }
-        out.push((folder, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
-    }
+/// added, renamed or removed in a folder changes its time. From the folder listings the
+/// lake's store keeps (a `stat` per folder once they are settled).
+fn folder_times(listings: &FolderListings, dir: &Path) -> FolderTimes {
+    let mut out: FolderTimes = match listings.walk(dir) {
+        Ok(folders) => folders
+            .iter()
+            .map(|f| (f.path.clone(), f.modified))
+            .collect(),
+        // Unknown: never equal to a remembered state, so the schema is inferred again.
+        Err(_) => Vec::new(),
+    };
     out.sort();
     out
 }
@@ -291,7 +286,7 @@ impl QueryEngine {
         // Every table is a local folder (`file://`): list it through the lake's view.
         ctx.register_object_store(
             ObjectStoreUrl::local_filesystem().as_ref(),
-            Arc::new(LakeStore::new()),
+            Arc::new(LakeStore::new(self.caches.listings.clone())),
         );
         for (name, dir) in sample_tables(&self.lake)? {
             let options = ParquetReadOptions::default()
@@ -487,6 +482,7 @@ mod tests {
     use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{Field, Schema, TimeUnit};
     use parquet::arrow::ArrowWriter;
+    use std::time::Duration;
 
     /// A lake file of `sensor_type` under `date=<date>/experiment=none/` with the
     /// columns sensor_id, ts and `fields` (one row).
@@ -532,7 +528,7 @@ mod tests {
     /// Sets the modification time of `dir` and every folder under it to an hour ago.
     fn age_folders(dir: &Path) {
         let old = SystemTime::now() - Duration::from_secs(3600);
-        for (folder, _) in folder_times(dir) {
+        for (folder, _) in folder_times(&FolderListings::default(), dir) {
             std::fs::File::open(&folder)
                 .unwrap()
                 .set_modified(old)
