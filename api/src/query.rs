@@ -133,9 +133,10 @@ impl LakeCaches {
         // Folder times are coarse (a clock tick): a file renamed in right after a change
         // that is still this recent might leave the time as it was, so such a listing is
         // not remembered.
-        let settled = SystemTime::now()
-            .checked_sub(SETTLED)
-            .is_some_and(|before| folders.iter().all(|(_, t)| *t < before));
+        let settled = !folders.is_empty()
+            && SystemTime::now()
+                .checked_sub(SETTLED)
+                .is_some_and(|before| folders.iter().all(|(_, t)| *t < before));
         if settled {
             self.schemas
                 .lock()
@@ -166,7 +167,7 @@ fn folder_times(listings: &FolderListings, dir: &Path) -> FolderTimes {
             .iter()
             .map(|f| (f.path.clone(), f.modified))
             .collect(),
-        // Unknown: never equal to a remembered state, so the schema is inferred again.
+        // Unknown: the schema is inferred again, and not remembered (`table_schema`).
         Err(_) => Vec::new(),
     };
     out.sort();
