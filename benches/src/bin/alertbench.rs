@@ -21,6 +21,7 @@ use labstream_schemas::{AlertEvent, Codec, Timestamp};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,7 +114,11 @@ const RULE_ID: &str = "bench-latency";
 const TOPIC: &str = "bench";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    labstream_benches::exit::finish(alertbench().await)
+}
+
+async fn alertbench() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Report(r)) => report(r),

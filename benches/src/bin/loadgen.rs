@@ -12,6 +12,7 @@ use labstream_benches::runner::{self, Model, RunResult, RunSpec};
 use labstream_benches::wire::Format;
 use labstream_bus::{KafkaConfig, TopicSpec};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,7 +234,11 @@ struct ReportArgs {
     shared: String,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    labstream_benches::exit::finish(loadgen())
+}
+
+fn loadgen() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::HttpBatch(a) => a.common.threads,

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -695,7 +696,11 @@ fn fmt_ms(s: &Spread) -> String {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    labstream_benches::exit::finish(querybench().await)
+}
+
+async fn querybench() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.rounds == 0 {
         bail!("--rounds must be at least 1 (a report needs a measured round)");

@@ -21,6 +21,7 @@ use labstream_bus::{KafkaConfig, Producer, TopicSpec};
 use labstream_schemas::{Codec, Registry};
 use labstream_sinks::mongo::MongoSinkConfig;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,7 +184,11 @@ struct ReportArgs {
     shared: String,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    labstream_benches::exit::finish(sinkbench())
+}
+
+fn sinkbench() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Report(a) => write_report(&a),
