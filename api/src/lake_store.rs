@@ -242,10 +242,7 @@ async fn read_range(
     range: GetRange,
 ) -> Result<GetResult> {
     let read = tokio::task::spawn_blocking(move || -> Result<GetResult> {
-        let generic = |e: &dyn fmt::Display| Error::Generic {
-            store: "LakeStore",
-            source: format!("{}: {e}", path.display()).into(),
-        };
+        let generic = |e: &dyn fmt::Display| store_error(format!("{}: {e}", path.display()));
         let file = std::fs::File::open(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 path: path.display().to_string(),
@@ -274,10 +271,15 @@ async fn read_range(
             meta,
         })
     });
-    read.await.map_err(|e| Error::Generic {
+    read.await.map_err(store_error)?
+}
+
+/// An error of this store that is none of `object_store`'s kinds (I/O, a lost task).
+fn store_error(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::Generic {
         store: "LakeStore",
-        source: e.into(),
-    })?
+        source: source.into(),
+    }
 }
 
 fn read_only(operation: &str) -> Error {
@@ -372,16 +374,7 @@ impl ObjectStore for LakeStore {
         let listings = self.listings.clone();
         let walked = tokio::task::spawn_blocking(move || listings.walk(&dir));
         futures::stream::once(async move {
-            let folders = walked
-                .await
-                .map_err(|e| Error::Generic {
-                    store: "LakeStore",
-                    source: e.into(),
-                })?
-                .map_err(|e| Error::Generic {
-                    store: "LakeStore",
-                    source: e.into(),
-                })?;
+            let folders = walked.await.map_err(store_error)?.map_err(store_error)?;
             let live: Vec<ObjectMeta> = folders
                 .iter()
                 .flat_map(|f| f.live.iter().cloned())

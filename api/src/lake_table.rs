@@ -210,10 +210,6 @@ impl TableProvider for LakeTable {
 #[derive(Clone, Debug)]
 pub(crate) struct BloomFilterCache {
     cache: Arc<FileMetadataCache>,
-    /// Whether anything is kept (a budget of 0 turns caching, and with it the bloom
-    /// filter check while planning, off: reading every file's filters for each query
-    /// costs what it saves).
-    enabled: bool,
 }
 
 impl BloomFilterCache {
@@ -222,10 +218,7 @@ impl BloomFilterCache {
             DefaultCache::<Path, CachedFileMetadataEntry>::new(bytes)
                 .with_name("labstream lake bloom filters"),
         );
-        Self {
-            cache,
-            enabled: bytes > 0,
-        }
+        Self { cache }
     }
 
     /// Each file's bloom filters (`None` where they could not be read), from the cache
@@ -236,7 +229,9 @@ impl BloomFilterCache {
         footers: &Arc<FileMetadataCache>,
         files: &[&PartitionedFile],
     ) -> Vec<Option<Arc<FileBlooms>>> {
-        if !self.enabled {
+        // A budget of 0 turns caching, and with it the bloom filter check while planning,
+        // off: reading every file's filters for each query costs what it saves.
+        if self.cache.cache_limit() == 0 {
             return vec![None; files.len()];
         }
         let metas: Vec<ObjectMeta> = files.iter().map(|f| f.object_meta.clone()).collect();
