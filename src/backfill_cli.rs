@@ -8,9 +8,9 @@
 use crate::config::Settings;
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use labstream_bus::{Producer, TopicSpec};
+use labstream_bus::{Producer, TopicCatalog};
 use labstream_ingest::{FileFormat, FileSamples, Precision, RejectKind, Validator, open_file};
-use labstream_schemas::{Codec, Registry, Timestamp, Topics};
+use labstream_schemas::{Codec, Registry, Timestamp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -178,14 +178,12 @@ pub(crate) async fn run(settings: &Settings, args: BackfillArgs) -> anyhow::Resu
     labstream_bus::probe(&settings.kafka, Duration::from_secs(15))
         .await
         .context("start Kafka (infra/local/stack up) or set LABSTREAM__KAFKA__BROKERS")?;
-    let topics = Topics::new(&settings.kafka.topic_prefix);
-    let topic = topics.samples_raw();
-    labstream_bus::ensure_topics(
-        &settings.kafka,
-        &[TopicSpec::new(&topic, settings.kafka.samples_partitions)],
-    )
-    .await
-    .context("creating the topics")?;
+    let spec = TopicCatalog::new(&settings.kafka, settings.processors.alerts.topic_partitions)
+        .samples_raw();
+    let topic = spec.name.clone();
+    labstream_bus::ensure_topics(&settings.kafka, &[spec])
+        .await
+        .context("creating the topics")?;
     let producer = Producer::new(&settings.kafka)?;
     let mut sent = 0u64;
     let mut bad = 0u64;

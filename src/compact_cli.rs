@@ -5,7 +5,7 @@
 use crate::config::Settings;
 use anyhow::bail;
 use clap::Args;
-use labstream_sinks::lake::{CompactionConfig, DirReport, compact_with_progress};
+use labstream_lake::{CompactionConfig, DirReport, compact_with_progress};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ pub(crate) fn run(settings: &Settings, args: CompactArgs) -> anyhow::Result<()> 
     } else {
         "merged"
     };
-    let samples = lake.join(labstream_sinks::lake::SAMPLES_DIR);
+    let samples = lake.join(labstream_lake::SAMPLES_DIR);
     // A closed stdout stops the lines, not the compaction (which is safe to finish);
     // the command then ends as it would have at the first line.
     let mut printing: std::io::Result<()> = Ok(());

@@ -8,8 +8,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use labstream_api::QueryConfig;
 use labstream_bus::KafkaConfig;
 use labstream_ingest::IngestConfig;
+use labstream_lake::CompactionConfig;
 use labstream_schemas::Registry;
-use labstream_sinks::lake::{CompactionConfig, LakeSinkConfig};
+use labstream_sinks::lake::LakeSinkConfig;
 use labstream_sinks::mongo::MongoSinkConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -125,7 +126,7 @@ pub(crate) struct RegistrySettings {
 pub(crate) struct SinksSettings {
     pub(crate) mongo: MongoSinkConfig,
     pub(crate) lake: LakeSinkConfig,
-    pub(crate) alerts: labstream_processors::alerts::lake::AlertsLakeConfig,
+    pub(crate) alerts: labstream_sinks::alerts::AlertsLakeConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use crate::config::Settings;
 use anyhow::Context;
 use axum::Router;
 use labstream_api::ApiState;
-use labstream_bus::{BatchConsumer, Producer, TopicSpec};
+use labstream_bus::{BatchConsumer, Producer, TopicCatalog};
 use labstream_ingest::IngestState;
 use labstream_schemas::{Codec, Topics};
 use labstream_sinks::DeadLetters;
@@ -76,21 +76,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         .context("start Kafka (infra/local/stack up) or set LABSTREAM__KAFKA__BROKERS")?;
     labstream_bus::ensure_topics(
         kafka,
-        &[
-            TopicSpec::new(topics.samples_raw(), kafka.samples_partitions),
-            TopicSpec::new(topics.samples_dlq(), 1),
-            TopicSpec::new(topics.samples_enriched(), kafka.samples_partitions),
-            // The event store: one ordered stream per site, kept forever.
-            TopicSpec::new(topics.experiments_events(), 1).with_config("retention.ms", "-1"),
-            TopicSpec::new(topics.experiments_state(), 1).with_config("cleanup.policy", "compact"),
-            // Rules keyed by id (a tombstone deletes one), machine state keyed by pair.
-            TopicSpec::new(topics.alerts_rules(), 1).with_config("cleanup.policy", "compact"),
-            TopicSpec::new(
-                topics.alerts_state(),
-                settings.processors.alerts.topic_partitions,
-            )
-            .with_config("cleanup.policy", "compact"),
-        ],
+        &TopicCatalog::new(kafka, settings.processors.alerts.topic_partitions).core(),
     )
     .await
     .context("creating the topics")?;
@@ -255,7 +241,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         ));
     }
     if roles.compaction {
-        let compactor = labstream_sinks::lake::Compactor::new(
+        let compactor = labstream_lake::Compactor::new(
             settings.lake.path.clone(),
             registry.clone(),
             settings.compaction.clone(),
@@ -308,21 +294,12 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             )
             .await
             .context("reading the experiment log")?;
-            let refresher = store.clone();
-            let c = cancel.clone();
+            let (refresher, c) = (store.clone(), cancel.clone());
             tasks.push((
                 "experiments-refresh",
                 tokio::spawn(async move {
-                    // Picks up what other API instances wrote; own writes are read at once.
-                    loop {
-                        tokio::select! {
-                            _ = c.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                        if let Err(e) = refresher.refresh().await {
-                            tracing::warn!(error = %e, "reading the experiment log failed");
-                        }
-                    }
+                    refresher.refresh_every(Duration::from_secs(1), c).await;
+                    Ok(())
                 }),
             ));
             app = app.merge(labstream_api::experiments::router(
@@ -333,21 +310,12 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
                 },
             ));
             let rules = rule_store.clone().expect("opened for the api role");
-            let refresher = rules.clone();
-            let c = cancel.clone();
+            let (refresher, c) = (rules.clone(), cancel.clone());
             tasks.push((
                 "alert-rules-refresh",
                 tokio::spawn(async move {
-                    // Picks up rules other API instances or provisioning wrote.
-                    loop {
-                        tokio::select! {
-                            _ = c.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                        if let Err(e) = refresher.refresh().await {
-                            tracing::warn!(error = %e, "reading the alert rules failed");
-                        }
-                    }
+                    refresher.refresh_every(Duration::from_secs(1), c).await;
+                    Ok(())
                 }),
             ));
             let feed = labstream_api::alerts::AlertFeed::new(labstream_api::alerts::FeedConfig {

@@ -6,10 +6,9 @@
 mod support;
 
 use labstream_api::QueryEngine;
-use labstream_bus::Record;
-use labstream_schemas::lake_layout::{SAMPLES_DIR, live_files};
+use labstream_lake::layout::{SAMPLES_DIR, live_files};
+use labstream_lake::{CompactOptions, LakeWriter, LogPosition, compact};
 use labstream_schemas::{FieldValue, Registry, Sample, Timestamp};
-use labstream_sinks::lake::{CompactOptions, LakeWriter, compact};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,14 +39,11 @@ fn registry(with_raw: bool) -> Registry {
     .unwrap()
 }
 
-fn record(partition: i32, offset: i64) -> Record {
-    Record {
-        topic: "t.samples.raw".into(),
+fn record(partition: i32, offset: i64) -> LogPosition<'static> {
+    LogPosition {
+        topic: "t.samples.raw",
         partition,
         offset,
-        key: None,
-        payload: None,
-        timestamp_ms: None,
     }
 }
 
@@ -105,7 +101,7 @@ fn small_files_lake(root: &Path, registry: Registry, days: i64, flushes: i64) ->
                     None,
                 )
             };
-            w.add(&record(partition as i32, offsets[partition]), sample);
+            w.add(record(partition as i32, offsets[partition]), sample);
             offsets[partition] += 1;
             rows += 1;
         }
@@ -224,7 +220,7 @@ async fn duplicates_disappear_and_older_files_merge_into_the_current_schema() {
     let mut old = LakeWriter::open(root.path(), Arc::new(registry(false))).unwrap();
     for i in 0..10 {
         old.add(
-            &record(0, i),
+            record(0, i),
             temperature("a", DAY0 + i, Some(i), i as f64, None),
         );
         old.flush().unwrap();
@@ -235,14 +231,14 @@ async fn duplicates_disappear_and_older_files_merge_into_the_current_schema() {
     let mut new = LakeWriter::open(root.path(), Arc::new(registry(true))).unwrap();
     for i in 10..20 {
         new.add(
-            &record(0, i),
+            record(0, i),
             temperature("a", DAY0 + i, Some(i), i as f64, Some(i * 10)),
         );
         new.flush().unwrap();
     }
     for i in 0..10 {
         new.add(
-            &record(0, 20 + i),
+            record(0, 20 + i),
             temperature("a", DAY0 + i, Some(i), -1.0, None),
         );
         if i % 5 == 4 {

@@ -19,8 +19,8 @@ use chrono::{NaiveDate, TimeDelta};
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt};
+use labstream_lake::tables::{EXPERIMENTS_TABLE, table_file};
 use labstream_schemas::experiment::ExperimentState;
-use labstream_schemas::lake_tables::{EXPERIMENTS_TABLE, table_file};
 use labstream_schemas::{ExperimentId, ParticipantId, Timestamp};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -467,10 +467,10 @@ impl Archive {
 mod tests {
     use super::*;
     use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
+    use labstream_lake::tables::{RECORDINGS_TABLE, experiments_batch, recordings_batch};
     use labstream_schemas::experiment::{
         ExperimentDefinition, ExperimentStatus, LogbookEntry, Recording,
     };
-    use labstream_schemas::lake_tables::{RECORDINGS_TABLE, experiments_batch, recordings_batch};
     use std::collections::BTreeMap;
     use std::io::Read;
     use std::sync::Arc;

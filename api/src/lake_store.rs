@@ -1,6 +1,6 @@
 //! The lake as queries see it: the local file system, read-only, listing only live lake
 //! files (`part-*.parquet` that no compaction output supersedes, per
-//! `labstream_schemas::lake_layout::live_files`). A query lists each directory once, so
+//! `labstream_lake::layout::live_files`). A query lists each directory once, so
 //! racing a compaction it reads either the inputs or the output, never both, and never
 //! a temporary file; the compactor deletes inputs only after a grace period, so files
 //! listed a moment ago can still be read.
@@ -20,7 +20,7 @@ use datafusion::object_store::{
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use labstream_schemas::lake_layout::live_files;
+use labstream_lake::layout::live_files;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;

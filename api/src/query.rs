@@ -47,7 +47,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
-use labstream_schemas::lake_tables::{
+use labstream_lake::tables::{
     ALERTS_DIR, ALERTS_TABLE, EXPERIMENTS_TABLE, RECORDINGS_TABLE, alerts_schema,
     experiments_schema, recordings_schema, table_file,
 };

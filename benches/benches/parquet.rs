@@ -46,11 +46,11 @@ fn parquet_write(c: &mut Criterion) {
     group.bench_function("arrow_batch_10k", |b| {
         b.iter_batched(
             || input.clone(),
-            |mut s| labstream_sinks::lake::to_record_batch(&spec, black_box(&mut s)).unwrap(),
+            |mut s| labstream_lake::to_record_batch(&spec, black_box(&mut s)).unwrap(),
             criterion::BatchSize::LargeInput,
         )
     });
-    let batch = labstream_sinks::lake::to_record_batch(&spec, &mut input.clone()).unwrap();
+    let batch = labstream_lake::to_record_batch(&spec, &mut input.clone()).unwrap();
     group.bench_function("parquet_zstd_10k", |b| {
         b.iter(|| {
             let props = WriterProperties::builder()

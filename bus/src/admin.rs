@@ -1,10 +1,10 @@
 //! Topic administration: labstream creates the topics it writes to when they are
 //! missing, with the configured partitions and replication.
 
+use crate::client::{Logged, Role};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
@@ -36,8 +36,10 @@ impl TopicSpec {
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        config.client_config().create().map_err(Error::Config)?;
+    let admin: AdminClient<Logged> = config
+        .client(Role::Metadata, &[])
+        .create_with_context(Logged)
+        .map_err(Error::Config)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -76,7 +78,10 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
 pub async fn probe(config: &KafkaConfig, timeout: Duration) -> Result<()> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.client_config().create().map_err(Error::Config)?;
+        let consumer: BaseConsumer<Logged> = config
+            .client(Role::Metadata, &[])
+            .create_with_context(Logged)
+            .map_err(Error::Config)?;
         consumer
             .fetch_metadata(None, timeout)
             .map(|_| ())

@@ -36,16 +36,3 @@ impl Default for KafkaConfig {
         }
     }
 }
-
-impl KafkaConfig {
-    pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
-        let mut config = rdkafka::ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.brokers)
-            .set("client.id", &self.client_id);
-        for (k, v) in &self.librdkafka {
-            config.set(k, v);
-        }
-        config
-    }
-}

@@ -3,8 +3,10 @@
 //! (at-least-once); idempotent writers turn that into an exactly-once effect.
 //! Reads committed data only (isolation.level=read_committed).
 
+use crate::client::Role;
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
+use crate::watch::TopicWatch;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -28,6 +30,20 @@ pub struct Record {
     pub payload: Option<Vec<u8>>,
     /// Broker or producer timestamp, milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
+}
+
+impl Record {
+    /// An owned copy of a received message.
+    pub(crate) fn of(m: &impl Message) -> Self {
+        Record {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+        }
+    }
 }
 
 /// The next offset to read per topic-partition: what a commit stores.
@@ -139,7 +155,15 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::client::log(level, facility, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::client::error(&error, reason);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -218,40 +242,80 @@ const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 pub struct BatchConsumer {
     inner: Arc<StreamConsumer<GroupContext>>,
     group_id: String,
+    /// A topic family this consumer follows (`following`): subscribed to anew when it
+    /// changes.
+    family: Option<Arc<Mutex<Family>>>,
+}
+
+struct Family {
+    watch: TopicWatch,
+    subscribed: BTreeSet<String>,
 }
 
 impl BatchConsumer {
     /// Joins `group_id` and subscribes to `topics`. A group without committed offsets
     /// starts from the earliest record, so a new sink sees the whole log.
     pub fn new(config: &KafkaConfig, group_id: &str, topics: &[&str]) -> Result<Self> {
-        let mut client = config.client_config();
-        client
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false")
-            // A crashed member holds its partitions until its session times out; keep
-            // that short so a restarted sink resumes within seconds, not 45 s.
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "2000")
-            // librdkafka pauses fetching for this long once its local queue is over its
-            // thresholds (default 1 s). A reader that drains the queue faster than that
-            // then idles with nothing to read: throughput and latency both suffer.
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
-        // Applied last, so `[kafka.librdkafka]` can override any of the above.
-        for (k, v) in &config.librdkafka {
-            client.set(k, v);
-        }
-        let consumer: StreamConsumer<GroupContext> = client
+        let consumer: StreamConsumer<GroupContext> = config
+            .client(
+                Role::Member(group_id),
+                // librdkafka pauses fetching for this long once its local queue is over
+                // its thresholds (default 1 s). A reader that drains the queue faster than
+                // that then idles with nothing to read: throughput and latency both suffer.
+                &[("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)],
+            )
             .create_with_context(GroupContext::default())
             .map_err(Error::Config)?;
-        consumer.subscribe(topics).map_err(Error::Config)?;
+        if !topics.is_empty() {
+            consumer.subscribe(topics).map_err(Error::Config)?;
+        }
         Ok(Self {
             inner: Arc::new(consumer),
             group_id: group_id.to_owned(),
+            family: None,
         })
+    }
+
+    /// Joins `group_id` and follows the topics `watch` finds (such as every alert
+    /// topic): `next_batch` subscribes to the family again whenever it changed, and
+    /// waits while it is empty.
+    pub fn following(config: &KafkaConfig, group_id: &str, watch: TopicWatch) -> Result<Self> {
+        let mut consumer = Self::new(config, group_id, &[])?;
+        consumer.family = Some(Arc::new(Mutex::new(Family {
+            watch,
+            subscribed: BTreeSet::new(),
+        })));
+        Ok(consumer)
+    }
+
+    /// Subscribes to the followed family when it changed; false while it is empty.
+    fn follow_family(&self) -> bool {
+        let Some(family) = &self.family else {
+            return true;
+        };
+        let mut family = family.lock().expect("not poisoned");
+        if let Some(now) = family.watch.changed_now()
+            && now != family.subscribed
+            && !now.is_empty()
+        {
+            let list: Vec<&str> = now.iter().map(String::as_str).collect();
+            match self.inner.subscribe(&list) {
+                Ok(()) => {
+                    tracing::info!(group = %self.group_id, topics = ?list, "following topics");
+                    family.subscribed = now;
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.group_id, error = %e, "subscribing failed; retrying")
+                }
+            }
+        }
+        !family.subscribed.is_empty()
+    }
+
+    /// Subscribes to `topics` instead of the topics given so far (a family of topics
+    /// that grows, such as the alert topics); the group rebalances.
+    pub fn subscribe(&self, topics: &[&str]) -> Result<()> {
+        self.inner.subscribe(topics).map_err(Error::Consume)
     }
 
     /// Changes whenever partitions are assigned or revoked. A writer that buffers
@@ -305,7 +369,7 @@ impl BatchConsumer {
     }
 
     /// What a transactional producer needs to commit this member's offsets.
-    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
         self.inner.group_metadata()
     }
 
@@ -352,6 +416,14 @@ impl BatchConsumer {
         cancel: &CancellationToken,
     ) -> Result<Vec<Record>> {
         let deadline = Instant::now() + max_wait;
+        if !self.follow_family() {
+            // Nothing to read yet: wait as a batch would, then look again.
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            return Ok(Vec::new());
+        }
         let context = self.inner.context();
         let first_generation = context.generation();
         let mut generation = first_generation;
@@ -379,14 +451,7 @@ impl BatchConsumer {
                         generation = now;
                         changes.push((batch.len(), now));
                     }
-                    batch.push(Record {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        timestamp_ms: m.timestamp().to_millis(),
-                    });
+                    batch.push(Record::of(&m));
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! (offsets-for-times), the start or the end of the log. Moving offsets is refused while
 //! the group has live members: they would overwrite the new offsets with their own.
 
+use crate::client::{Logged, Role};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -106,7 +107,7 @@ impl OffsetMove {
 #[derive(Clone)]
 pub struct GroupAdmin {
     config: KafkaConfig,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<Logged>>,
     group: String,
     timeout: Duration,
 }
@@ -123,15 +124,10 @@ impl GroupAdmin {
     /// A client bound to `group` that never subscribes, so it is not a member and
     /// commits as an outside admin would (accepted only while the group is empty).
     pub fn new(config: &KafkaConfig, group: &str) -> Result<Self> {
-        let mut client = config.client_config();
-        client
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
-        for (k, v) in &config.librdkafka {
-            client.set(k, v);
-        }
-        let consumer: BaseConsumer = client.create().map_err(Error::Config)?;
+        let consumer: BaseConsumer<Logged> = config
+            .client(Role::Admin(group), &[])
+            .create_with_context(Logged)
+            .map_err(Error::Config)?;
         Ok(Self {
             config: config.clone(),
             consumer: Arc::new(consumer),
@@ -321,18 +317,13 @@ fn mark_marker_tails(
     if tails.is_empty() {
         return Ok(());
     }
-    let mut client = config.client_config();
-    client
-        .set("group.id", format!("{}-lag-check", config.client_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "10");
-    for (k, v) in &config.librdkafka {
-        client.set(k, v);
-    }
-    let reader: BaseConsumer = client.create().map_err(Error::Config)?;
+    let reader: BaseConsumer<Logged> = config
+        .client(
+            Role::Reader("lag-check"),
+            &[("enable.partition.eof", "true")],
+        )
+        .create_with_context(Logged)
+        .map_err(Error::Config)?;
     let mut tpl = TopicPartitionList::new();
     for &i in &tails {
         let p = &offsets[i];
@@ -372,7 +363,7 @@ fn mark_marker_tails(
     Ok(())
 }
 
-fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>> {
+fn partitions(c: &BaseConsumer<Logged>, topic: &str, timeout: Duration) -> Result<Vec<i32>> {
     let metadata = c
         .fetch_metadata(Some(topic), timeout)
         .map_err(Error::Consume)?;

@@ -2,6 +2,7 @@
 //! only: how a process rebuilds a projection (experiment state, recordings) from the
 //! event log and then keeps it current.
 
+use crate::client::{Logged, Role};
 use crate::config::KafkaConfig;
 use crate::consumer::Record;
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct LogReader {
-    inner: Arc<StreamConsumer>,
+    inner: Arc<StreamConsumer<Logged>>,
     topic: String,
     partitions: Vec<i32>,
 }
@@ -33,19 +34,10 @@ const SETTLE: Duration = Duration::from_millis(50);
 impl LogReader {
     /// Assigns every partition of `topic` (which must exist) from the beginning.
     pub async fn new(config: &KafkaConfig, topic: &str) -> Result<Self> {
-        let mut client = config.client_config();
-        client
-            // librdkafka wants a group id even for manual assignment; nothing is committed.
-            .set("group.id", format!("{}-log-reader", config.client_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "10");
-        for (k, v) in &config.librdkafka {
-            client.set(k, v);
-        }
-        let consumer: StreamConsumer = client.create().map_err(Error::Config)?;
+        let consumer: StreamConsumer<Logged> = config
+            .client(Role::Reader("log-reader"), &[])
+            .create_with_context(Logged)
+            .map_err(Error::Config)?;
         let consumer = Arc::new(consumer);
         let c = consumer.clone();
         let t = topic.to_owned();
@@ -115,14 +107,7 @@ impl LogReader {
                     if let Some(i) = self.partitions.iter().position(|p| *p == m.partition()) {
                         next[i] = next[i].max(m.offset() + 1);
                     }
-                    out.push(Record {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        timestamp_ms: m.timestamp().to_millis(),
-                    });
+                    out.push(Record::of(&m));
                 }
                 Ok(Err(e)) => return Err(Error::Consume(e)),
                 Err(_idle) => {

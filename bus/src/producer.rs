@@ -2,6 +2,7 @@
 //! acknowledged by all in-sync replicas (acks=all) or has definitely failed; with
 //! idempotence on, librdkafka's retries never duplicate or reorder a partition.
 
+use crate::client::{Logged, Role};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<Logged>,
     timeout: Duration,
 }
 
@@ -24,19 +25,10 @@ pub struct Delivery {
 
 impl Producer {
     pub fn new(config: &KafkaConfig) -> Result<Self> {
-        let timeout_ms = config.produce_timeout.as_millis().max(1).to_string();
-        let mut client = config.client_config();
-        client
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("compression.type", "lz4")
-            // The whole delivery (queueing, retries) must finish within the deadline.
-            .set("message.timeout.ms", &timeout_ms);
-        for (k, v) in &config.librdkafka {
-            client.set(k, v);
-        }
-        let inner: FutureProducer = client.create().map_err(Error::Config)?;
+        let inner: FutureProducer<Logged> = config
+            .client(Role::Producer, &[("linger.ms", "2")])
+            .create_with_context(Logged)
+            .map_err(Error::Config)?;
         Ok(Self {
             inner,
             timeout: config.produce_timeout,

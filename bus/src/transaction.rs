@@ -4,12 +4,13 @@
 //! A `transactional.id` is owned by one live producer: starting a second one with the
 //! same id fences the first (its next commit fails with [`Error::Fenced`]).
 
+use crate::client::{Logged, Role};
 use crate::config::KafkaConfig;
 use crate::consumer::{BatchConsumer, Positions};
 use crate::error::{Error, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ const DELIVERY_CHECK: Duration = Duration::from_millis(1);
 /// from `spawn_blocking` or a dedicated task when that matters.
 #[derive(Clone)]
 pub struct TransactionalProducer {
-    inner: Arc<ThreadedProducer<DefaultProducerContext>>,
+    inner: Arc<ThreadedProducer<Logged>>,
     timeout: Duration,
     transactional_id: String,
 }
@@ -40,21 +41,10 @@ impl TransactionalProducer {
     /// aborts any transaction a previous owner of the id left open and fences it.
     pub fn new(config: &KafkaConfig, transactional_id: &str) -> Result<Self> {
         let timeout = config.produce_timeout.max(Duration::from_secs(1));
-        let mut client = config.client_config();
-        client
-            .set("transactional.id", transactional_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            // A transaction left open by a crashed process blocks read_committed readers
-            // until the coordinator aborts it; keep that bounded.
-            .set("transaction.timeout.ms", "60000");
-        for (k, v) in &config.librdkafka {
-            client.set(k, v);
-        }
-        let inner: ThreadedProducer<DefaultProducerContext> =
-            client.create().map_err(Error::Config)?;
+        let inner: ThreadedProducer<Logged> = config
+            .client(Role::Transactional(transactional_id), &[("linger.ms", "5")])
+            .create_with_context(Logged)
+            .map_err(Error::Config)?;
         inner.init_transactions(timeout).map_err(txn_error)?;
         Ok(Self {
             inner: Arc::new(inner),

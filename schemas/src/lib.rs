@@ -1,6 +1,7 @@
 //! Wire contracts of labstream: the Avro schemas in `schemas/avro/` (the source of
 //! truth), one Rust type per record, the single-object codec that makes every message
 //! name its writer schema, the topic catalog and the sensor-type registry model.
+//! The lake's naming contract and Arrow tables live in the `labstream-lake` crate.
 
 mod alert;
 pub mod alert_rule;
@@ -10,8 +11,6 @@ mod error;
 pub mod experiment;
 mod ids;
 mod json_bridge;
-pub mod lake_layout;
-pub mod lake_tables;
 mod registry;
 mod sample;
 mod sample_view;

@@ -6,14 +6,10 @@ pub enum Error {
     Bus(#[from] labstream_bus::Error),
     #[error("MongoDB write failed: {0}")]
     Mongo(#[source] Box<mongodb::error::Error>),
-    #[error("writing the lake at {path} failed: {source}")]
-    LakeIo {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("encoding a Parquet file failed: {0}")]
-    Parquet(String),
+    #[error(transparent)]
+    Lake(#[from] labstream_lake::Error),
+    #[error("invalid sink settings: {0}")]
+    Config(String),
     #[error("internal sink error: {0}")]
     Internal(String),
 }
@@ -22,8 +18,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Bus(e) => e.is_retryable(),
-            Error::Mongo(_) | Error::LakeIo { .. } => true,
-            Error::Parquet(_) | Error::Internal(_) => false,
+            Error::Mongo(_) => true,
+            Error::Lake(e) => e.is_retryable(),
+            Error::Config(_) | Error::Internal(_) => false,
         }
     }
 }

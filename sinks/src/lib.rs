@@ -1,6 +1,8 @@
-//! Sink workers: consume `samples.raw` at least once and write idempotently, so the
-//! effect in MongoDB and in the Parquet lake is exactly once, also across replays.
+//! Sink workers: consume `samples.raw` (MongoDB), `samples.enriched` (the lake) and the
+//! `alerts.<name>` topics (the lake's `alerts` table) at least once and write
+//! idempotently, so the effect is exactly once, also across replays.
 
+pub mod alerts;
 mod backoff;
 mod dlq;
 mod error;

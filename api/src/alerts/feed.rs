@@ -6,13 +6,10 @@
 //! the backlog and the live subscription are taken under the same lock the feed holds
 //! to append.
 
-use labstream_bus::KafkaConfig;
-use labstream_bus::rdkafka::consumer::{Consumer, StreamConsumer};
-use labstream_bus::rdkafka::message::Message;
-use labstream_bus::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use labstream_bus::{Cluster, KafkaConfig, Tail, TopicWatch};
 use labstream_schemas::alert_rule::is_rule_topic;
 use labstream_schemas::{AlertEvent, Codec, Timestamp};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -133,44 +130,48 @@ impl AlertFeed {
 
     /// Reads the alert topics until `cancel`, following topics as rules create them.
     pub async fn run(self, kafka: KafkaConfig, cancel: CancellationToken) -> Result<(), FeedError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("client.id", &kafka.client_id)
-            .set("group.id", format!("{}-alert-feed", kafka.client_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "10");
-        for (k, v) in &kafka.librdkafka {
-            client.set(k, v);
-        }
-        let consumer: Arc<StreamConsumer> = Arc::new(
-            client
-                .create()
-                .map_err(|e| FeedError(format!("creating the consumer: {e}")))?,
+        let tail = Tail::new(&kafka, "alert-feed")
+            .map_err(|e| FeedError(format!("creating the consumer: {e}")))?;
+        let cluster = Cluster::new(&kafka)
+            .map_err(|e| FeedError(format!("creating the metadata client: {e}")))?;
+        let prefix = format!("{}alerts.", self.inner.config.topic_prefix);
+        let topics = TopicWatch::start(
+            cluster,
+            TOPIC_REFRESH,
+            move |t| t.strip_prefix(&prefix).is_some_and(is_rule_topic),
+            cancel.clone(),
         );
         let codec = Codec::new();
-        let mut assigned: HashSet<String> = HashSet::new();
-        let mut refresh = tokio::time::interval(TOPIC_REFRESH);
+        let mut assigned: BTreeSet<String> = BTreeSet::new();
+        let mut look = tokio::time::interval(TOPIC_REFRESH);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                _ = refresh.tick() => {
-                    if let Err(e) = self.follow_new_topics(&consumer, &mut assigned).await {
-                        tracing::warn!(error = %e, "alert feed: looking for alert topics failed; retrying");
+                _ = look.tick() => {
+                    let added: Vec<String> = topics.current().difference(&assigned).cloned().collect();
+                    if added.is_empty() {
+                        continue;
+                    }
+                    let from_ms = (Timestamp::now().as_micros() - micros(self.inner.config.window)) / 1000;
+                    match tail.add_from_time(&added, from_ms).await {
+                        Ok(()) => {
+                            for topic in added {
+                                tracing::info!(topic, "alert feed: following");
+                                assigned.insert(topic);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "alert feed: following new alert topics failed; retrying"),
                     }
                 }
-                received = consumer.recv() => match received {
-                    Ok(m) => {
-                        let Some(bytes) = m.payload() else { continue };
+                received = tail.recv() => match received {
+                    Ok(record) => {
+                        let Some(bytes) = record.payload.as_deref() else { continue };
                         match codec.decode::<AlertEvent>(bytes) {
                             Ok(event) => {
                                 let json = serde_json::to_string(&event).unwrap_or_default();
                                 self.push(FeedItem { event, json });
                             }
-                            Err(e) => tracing::warn!(topic = m.topic(), offset = m.offset(), error = %e, "alert feed: undecodable event skipped"),
+                            Err(e) => tracing::warn!(topic = %record.topic, offset = record.offset, error = %e, "alert feed: undecodable event skipped"),
                         }
                     }
                     Err(e) => {
@@ -180,71 +181,6 @@ impl AlertFeed {
                 }
             }
         }
-    }
-
-    /// Assigns the partitions of alert topics not followed yet, from `window` ago.
-    async fn follow_new_topics(
-        &self,
-        consumer: &Arc<StreamConsumer>,
-        assigned: &mut HashSet<String>,
-    ) -> Result<(), String> {
-        let c = consumer.clone();
-        let prefix = format!("{}alerts.", self.inner.config.topic_prefix);
-        let known = assigned.clone();
-        let window = self.inner.config.window;
-        let added = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
-            let metadata = c
-                .fetch_metadata(None, Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
-            let mut wanted = TopicPartitionList::new();
-            let mut added = Vec::new();
-            let from_ms = (Timestamp::now().as_micros() - micros(window)) / 1000;
-            for t in metadata.topics() {
-                let Some(name) = t.name().strip_prefix(&prefix) else {
-                    continue;
-                };
-                if !is_rule_topic(name)
-                    || known.contains(t.name())
-                    || t.error().is_some()
-                    || t.partitions().is_empty()
-                {
-                    continue;
-                }
-                for p in t.partitions() {
-                    wanted
-                        .add_partition_offset(t.name(), p.id(), Offset::Offset(from_ms))
-                        .map_err(|e| e.to_string())?;
-                }
-                added.push(t.name().to_owned());
-            }
-            if added.is_empty() {
-                return Ok(added);
-            }
-            // Offsets by time: the first offset at or after `window` ago; the end when
-            // nothing is that recent.
-            let found = c
-                .offsets_for_times(wanted, Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
-            let mut start = TopicPartitionList::new();
-            for e in found.elements() {
-                let offset = match e.offset() {
-                    Offset::Offset(o) if o >= 0 => Offset::Offset(o),
-                    _ => Offset::End,
-                };
-                start
-                    .add_partition_offset(e.topic(), e.partition(), offset)
-                    .map_err(|e| e.to_string())?;
-            }
-            c.incremental_assign(&start).map_err(|e| e.to_string())?;
-            Ok(added)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        for topic in added {
-            tracing::info!(topic, "alert feed: following");
-            assigned.insert(topic);
-        }
-        Ok(())
     }
 }
 

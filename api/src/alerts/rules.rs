@@ -5,16 +5,12 @@
 //! transactions under one `transactional.id`, so of two API instances writing at once
 //! the newer fences the older, which re-reads the log and decides again.
 
-use labstream_bus::{KafkaConfig, LogReader, TopicSpec, TransactionalProducer};
+use labstream_bus::{Append, Decision, Fold, KafkaConfig, LogStore, Record, TopicCatalog};
 use labstream_schemas::alert_rule::{self, InvalidRule, RuleDefinition};
 use labstream_schemas::{AlertRule, Codec, Registry, Timestamp};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the writer looks again for the change it has just committed.
-const READ_BACK_CHECK: Duration = Duration::from_millis(2);
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 /// What the rule store needs to know.
 #[derive(Clone, Debug)]
@@ -59,28 +55,58 @@ pub enum Applied {
 
 #[derive(Clone)]
 pub struct RuleStore {
-    inner: Arc<Inner>,
-}
-
-struct Writer {
-    reader: LogReader,
-    producer: Option<TransactionalProducer>,
-}
-
-struct Inner {
+    log: LogStore<RuleLog>,
     kafka: KafkaConfig,
     config: RuleStoreConfig,
     registry: Arc<Registry>,
     codec: Codec,
-    rules: RwLock<BTreeMap<String, AlertRule>>,
-    writer: tokio::sync::Mutex<Writer>,
-    ensured_topics: Mutex<HashSet<String>>,
+    ensured_topics: Arc<Mutex<HashSet<String>>>,
+}
+
+/// The rules in `alerts.rules`, by id: the last record of a key wins, a tombstone
+/// deletes it.
+struct RuleLog {
+    codec: Codec,
+    rules: BTreeMap<String, AlertRule>,
+}
+
+impl Fold for RuleLog {
+    fn apply(&mut self, record: &Record) {
+        let Some(key) = record.key.as_deref() else {
+            return;
+        };
+        let key = String::from_utf8_lossy(key).into_owned();
+        match record.payload.as_deref().filter(|p| !p.is_empty()) {
+            None => {
+                self.rules.remove(&key);
+            }
+            Some(bytes) => match self.codec.decode::<AlertRule>(bytes) {
+                Ok(rule) => {
+                    self.rules.insert(key, rule);
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %key, offset = record.offset, error = %e, "undecodable alert rule, skipped")
+                }
+            },
+        }
+    }
 }
 
 /// What a write does to a rule.
 enum Change {
     Put(Box<AlertRule>),
     Delete(String),
+}
+
+fn unavailable(e: labstream_bus::StoreError<RuleError>) -> RuleError {
+    match e {
+        labstream_bus::StoreError::Refused(e) => e,
+        labstream_bus::StoreError::Unavailable(e) => RuleError::Unavailable(e.to_string()),
+        labstream_bus::StoreError::NotReadBack { waited } => RuleError::Unavailable(format!(
+            "the change is committed but could not be read back within {} s; read the rule again in a moment",
+            waited.as_secs()
+        )),
+    }
 }
 
 impl RuleStore {
@@ -90,50 +116,52 @@ impl RuleStore {
         config: RuleStoreConfig,
         registry: Arc<Registry>,
     ) -> Result<Self, RuleError> {
-        let reader = LogReader::new(kafka, &config.rules_topic)
-            .await
-            .map_err(|e| RuleError::Unavailable(e.to_string()))?;
-        let store = Self {
-            inner: Arc::new(Inner {
-                kafka: kafka.clone(),
-                config,
-                registry,
-                codec: Codec::new(),
-                rules: RwLock::new(BTreeMap::new()),
-                writer: tokio::sync::Mutex::new(Writer {
-                    reader,
-                    producer: None,
-                }),
-                ensured_topics: Mutex::new(HashSet::new()),
-            }),
-        };
-        store.refresh().await?;
-        Ok(store)
+        let codec = Codec::new();
+        let log = LogStore::open(
+            kafka,
+            &config.rules_topic,
+            format!("{}labstream-alert-rules", kafka.topic_prefix),
+            RuleLog {
+                codec: codec.clone(),
+                rules: BTreeMap::new(),
+            },
+        )
+        .await
+        .map_err(|e| RuleError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            log,
+            kafka: kafka.clone(),
+            config,
+            registry,
+            codec,
+            ensured_topics: Arc::new(Mutex::new(HashSet::new())),
+        })
     }
 
     /// Reads what other writers appended since the last read.
     pub async fn refresh(&self) -> Result<(), RuleError> {
-        let writer = self.inner.writer.lock().await;
-        self.catch_up(&writer).await
+        self.log
+            .refresh()
+            .await
+            .map_err(|e| RuleError::Unavailable(e.to_string()))
+    }
+
+    /// Refreshes every `every` until `cancel` (picks up rules other API instances or
+    /// provisioning wrote).
+    pub async fn refresh_every(
+        &self,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        self.log.refresh_every(every, cancel).await;
     }
 
     pub fn list(&self) -> Vec<AlertRule> {
-        self.inner
-            .rules
-            .read()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect()
+        self.log.read(|log| log.rules.values().cloned().collect())
     }
 
     pub fn get(&self, rule_id: &str) -> Option<AlertRule> {
-        self.inner
-            .rules
-            .read()
-            .expect("not poisoned")
-            .get(rule_id)
-            .cloned()
+        self.log.read(|log| log.rules.get(rule_id).cloned())
     }
 
     /// Stores a new rule; 409 when the id is taken.
@@ -214,7 +242,7 @@ impl RuleStore {
     /// The stored record of `definition` at `revision`, refused when invalid.
     fn checked(&self, definition: &RuleDefinition, revision: i64) -> Result<AlertRule, RuleError> {
         let wire = definition.to_wire(revision, Timestamp::now());
-        alert_rule::check(&wire, Some(&self.inner.registry))?;
+        alert_rule::check(&wire, Some(&self.registry))?;
         Ok(wire)
     }
 
@@ -226,160 +254,58 @@ impl RuleStore {
         rule_id: &str,
         mut decide: impl FnMut(Option<&AlertRule>) -> Result<Option<Change>, RuleError>,
     ) -> Result<Option<AlertRule>, RuleError> {
-        let mut writer = self.inner.writer.lock().await;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            if writer.producer.is_none() {
-                let kafka = self.inner.kafka.clone();
-                let id = format!("{}labstream-alert-rules", kafka.topic_prefix);
-                let producer =
-                    tokio::task::spawn_blocking(move || TransactionalProducer::new(&kafka, &id))
-                        .await
-                        .map_err(|e| RuleError::Unavailable(e.to_string()))?
-                        .map_err(|e| RuleError::Unavailable(e.to_string()))?;
-                writer.producer = Some(producer);
-            }
-            self.catch_up(&writer).await?;
-            let change = {
-                let rules = self.inner.rules.read().expect("not poisoned");
-                decide(rules.get(rule_id))?
-            };
-            let Some(change) = change else {
-                return Ok(self.get(rule_id));
-            };
-            let (key, payload) = match &change {
-                Change::Put(rule) => {
-                    self.ensure_alert_topic(&rule.topic).await?;
-                    let bytes =
-                        self.inner.codec.encode(rule.as_ref()).map_err(|e| {
+        self.log
+            .execute(|log: &RuleLog| {
+                let current = log.rules.get(rule_id);
+                let Some(change) = decide(current)? else {
+                    return Ok(Decision::nothing(current.cloned()));
+                };
+                Ok(match change {
+                    Change::Put(rule) => {
+                        let bytes = self.codec.encode(rule.as_ref()).map_err(|e| {
                             RuleError::Unavailable(format!("encoding the rule: {e}"))
                         })?;
-                    (rule.rule_id.as_str().to_owned(), Some(bytes))
-                }
-                Change::Delete(id) => (id.clone(), None),
-            };
-            let producer = writer.producer.clone().expect("created above");
-            let topic = self.inner.config.rules_topic.clone();
-            let committed = tokio::task::spawn_blocking(move || {
-                producer.transact(|p| {
-                    match &payload {
-                        Some(bytes) => p.send(&topic, key.as_bytes(), bytes)?,
-                        None => p.send_tombstone(&topic, key.as_bytes())?,
+                        let id = rule.rule_id.as_str().to_owned();
+                        let topic = self.ensure_alert_topic(&rule.topic);
+                        let stored = (*rule).clone();
+                        Decision::append(
+                            vec![Append::record(id.clone(), bytes)],
+                            Some(*rule),
+                            move |log: &RuleLog| log.rules.get(&id) == Some(&stored),
+                        )
+                        .after(topic)
                     }
-                    p.commit_without_offsets()
+                    Change::Delete(id) => Decision::append(
+                        vec![Append::tombstone(id.clone())],
+                        None,
+                        move |log: &RuleLog| !log.rules.contains_key(&id),
+                    ),
                 })
             })
             .await
-            .map_err(|e| RuleError::Unavailable(e.to_string()))?;
-            match committed {
-                Ok(()) => {
-                    self.read_back(&writer, &change).await?;
-                    return Ok(match change {
-                        Change::Put(rule) => Some(*rule),
-                        Change::Delete(_) => None,
-                    });
-                }
-                Err(labstream_bus::Error::Fenced(e)) if attempts < 3 => {
-                    tracing::info!(error = %e, "alert rule writer fenced by another instance; retrying");
-                    writer.producer = None;
-                }
-                Err(e) => {
-                    writer.producer = None;
-                    return Err(RuleError::Unavailable(e.to_string()));
-                }
-            }
-        }
+            .map_err(unavailable)
     }
 
     /// Creates `alerts.<name>` when missing, so subscribers can attach before the
     /// first alert (the processor would create it too).
-    async fn ensure_alert_topic(&self, name: &str) -> Result<(), RuleError> {
-        let topic = format!("{}alerts.{name}", self.inner.config.topic_prefix);
-        if self
-            .inner
-            .ensured_topics
-            .lock()
-            .expect("not poisoned")
-            .contains(&topic)
-        {
-            return Ok(());
-        }
-        labstream_bus::ensure_topics(
-            &self.inner.kafka,
-            &[TopicSpec::new(
-                topic.clone(),
-                self.inner.config.alert_topic_partitions,
-            )],
-        )
-        .await
-        .map_err(|e| RuleError::Unavailable(e.to_string()))?;
-        self.inner
-            .ensured_topics
-            .lock()
-            .expect("not poisoned")
-            .insert(topic);
-        Ok(())
-    }
-
-    /// Reads the log until `change` (just committed by this writer) shows in the
-    /// projection: the brokers write a transaction's commit markers after the commit
-    /// has returned, so a read committed read that starts at once may end before it,
-    /// and a GET right after the PUT would answer with the old rule.
-    async fn read_back(&self, writer: &Writer, change: &Change) -> Result<(), RuleError> {
-        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-        loop {
-            self.catch_up(writer).await?;
-            let shown = {
-                let rules = self.inner.rules.read().expect("not poisoned");
-                match change {
-                    Change::Put(rule) => rules.get(rule.rule_id.as_str()) == Some(rule.as_ref()),
-                    Change::Delete(id) => !rules.contains_key(id.as_str()),
-                }
-            };
-            if shown {
+    fn ensure_alert_topic(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<(), RuleError>> + Send + 'static {
+        let spec =
+            TopicCatalog::new(&self.kafka, self.config.alert_topic_partitions).alerts_topic(name);
+        let (kafka, ensured) = (self.kafka.clone(), self.ensured_topics.clone());
+        async move {
+            if ensured.lock().expect("not poisoned").contains(&spec.name) {
                 return Ok(());
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RuleError::Unavailable(format!(
-                    "the change is committed but could not be read back within {} s; read the rule again in a moment",
-                    READ_TIMEOUT.as_secs()
-                )));
-            }
-            tokio::time::sleep(READ_BACK_CHECK).await;
+            let topic = spec.name.clone();
+            labstream_bus::ensure_topics(&kafka, &[spec])
+                .await
+                .map_err(|e| RuleError::Unavailable(e.to_string()))?;
+            ensured.lock().expect("not poisoned").insert(topic);
+            Ok(())
         }
-    }
-
-    async fn catch_up(&self, writer: &Writer) -> Result<(), RuleError> {
-        let records = writer
-            .reader
-            .read_to_end(READ_TIMEOUT)
-            .await
-            .map_err(|e| RuleError::Unavailable(e.to_string()))?;
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut rules = self.inner.rules.write().expect("not poisoned");
-        for record in records {
-            let Some(key) = record.key.as_deref() else {
-                continue;
-            };
-            let key = String::from_utf8_lossy(key).into_owned();
-            match record.payload.as_deref().filter(|p| !p.is_empty()) {
-                None => {
-                    rules.remove(&key);
-                }
-                Some(bytes) => match self.inner.codec.decode::<AlertRule>(bytes) {
-                    Ok(rule) => {
-                        rules.insert(key, rule);
-                    }
-                    Err(e) => {
-                        tracing::warn!(rule = %key, offset = record.offset, error = %e, "undecodable alert rule, skipped")
-                    }
-                },
-            }
-        }
-        Ok(())
     }
 }
 

@@ -14,10 +14,10 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use labstream_benches::alerts::{self, AlertContext, AlertRun, Percentiles};
 use labstream_benches::process_stats::{CpuSnapshot, Watched};
-use labstream_bus::rdkafka::consumer::{Consumer, StreamConsumer};
-use labstream_bus::rdkafka::message::Message;
-use labstream_bus::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use labstream_schemas::{AlertEvent, Codec, Timestamp};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -133,7 +133,7 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
         commit: args.commit,
         rustc: args.rustc,
         kafka: args.kafka,
-        librdkafka: labstream_bus::rdkafka::util::get_rdkafka_version().1,
+        librdkafka: rdkafka::util::get_rdkafka_version().1,
         machine: labstream_benches::process_stats::machine(),
         shared: args.shared,
     };

@@ -434,7 +434,7 @@ fn median(args: &MedianArgs) -> anyhow::Result<()> {
 
 fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
     let results: Vec<RunResult> = report::load_results(&args.results)?;
-    let (_, librdkafka) = labstream_bus::rdkafka::util::get_rdkafka_version();
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
     let ctx = RunContext {
         date: match (results.first(), results.last()) {
             (Some(first), Some(last)) => format!(

@@ -18,10 +18,9 @@ use clap::Parser;
 use labstream_api::{Format, QueryConfig, QueryEngine};
 use labstream_benches::process_stats;
 use labstream_benches::report::{Spread, splice_between};
-use labstream_bus::Record;
+use labstream_lake::{Added, CompactOptions, LakeWriter, LogPosition, compact};
 use labstream_schemas::experiment::{EnrichedSample, RecordingContext};
 use labstream_schemas::{FieldValue, Registry, Sample, SensorId, SensorType, Timestamp};
-use labstream_sinks::lake::{Added, CompactOptions, LakeWriter, compact};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -287,15 +286,12 @@ fn generate(lake: &Path, args: &Args) -> anyhow::Result<(u64, usize, Duration)> 
                 }
                 _ => None,
             };
-            let record = Record {
-                topic: TOPIC.to_owned(),
+            let record = LogPosition {
+                topic: TOPIC,
                 partition: p,
                 offset,
-                key: None,
-                payload: None,
-                timestamp_ms: Some(ts / 1000),
             };
-            match writer.add(&record, EnrichedSample { sample, context }) {
+            match writer.add(record, EnrichedSample { sample, context }) {
                 Added::Buffered => rows += 1,
                 other => bail!("the lake writer did not take a sample: {other:?}"),
             }
@@ -823,7 +819,7 @@ async fn querybench() -> anyhow::Result<()> {
     )?;
     writeln!(
         s,
-        "- **Compaction** (`labstream_sinks::lake::compact`, default options, no grace): {files_before} -> {files_after} files, {:.0} MB, in {:.1} s.",
+        "- **Compaction** (`labstream_lake::compact`, default options, no grace): {files_before} -> {files_after} files, {:.0} MB, in {:.1} s.",
         bytes_after as f64 / 1e6,
         report.secs
     )?;

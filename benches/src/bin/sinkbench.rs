@@ -454,7 +454,7 @@ async fn phase(a: PhaseArgs) -> anyhow::Result<()> {
 
 fn write_report(a: &ReportArgs) -> anyhow::Result<()> {
     let results = load(&a.results)?;
-    let (_, librdkafka) = labstream_bus::rdkafka::util::get_rdkafka_version();
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
     let ctx = ReportContext {
         command: a.command.clone(),
         commit: a.commit.clone(),

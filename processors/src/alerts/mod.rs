@@ -4,12 +4,10 @@
 //! restart neither repeats nor loses a transition.
 
 mod error;
-pub mod lake;
 pub mod machine;
 pub mod ownership;
 mod processor;
 pub mod rule;
-mod topics;
 pub mod webhooks;
 
 pub use error::{Error, Result};

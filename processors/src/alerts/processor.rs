@@ -9,10 +9,9 @@ use crate::alerts::error::{Error, Result};
 use crate::alerts::machine::{self, Input, MachineState, Transition};
 use crate::alerts::ownership::partition_for_key;
 use crate::alerts::rule::Rule;
-use labstream_bus::rdkafka::ClientConfig;
-use labstream_bus::rdkafka::consumer::{BaseConsumer, Consumer};
 use labstream_bus::{
-    BatchConsumer, KafkaConfig, LogReader, Positions, Record, TopicSpec, TransactionalProducer,
+    BatchConsumer, Cluster, KafkaConfig, LogReader, Positions, Record, TopicCatalog,
+    TransactionalProducer,
 };
 use labstream_schemas::{
     AlertRule, AlertState, Codec, Registry, RuleId, Sample, SensorId, SensorType, Timestamp,
@@ -99,22 +98,20 @@ impl AlertsConfig {
                 "group_id and instance_id must not be empty".into(),
             ));
         }
-        let topics = Topics::new(kafka.topic_prefix.clone());
-        let compacted = |name: String, partitions: i32| TopicSpec {
-            name,
-            partitions,
-            config: vec![("cleanup.policy".into(), "compact".into())],
-        };
+        let catalog = TopicCatalog::new(kafka, self.topic_partitions);
+        let topics = catalog.names().clone();
         labstream_bus::ensure_topics(
             kafka,
             &[
-                TopicSpec::new(topics.samples_raw(), kafka.samples_partitions),
-                compacted(topics.alerts_rules(), 1),
-                compacted(topics.alerts_state(), self.topic_partitions),
+                catalog.samples_raw(),
+                catalog.alerts_rules(),
+                catalog.alerts_state(),
             ],
         )
         .await?;
-        let samples_partitions = partition_count(kafka, &topics.samples_raw()).await?;
+        let samples_partitions = Cluster::new(kafka)?
+            .partition_count(&topics.samples_raw())
+            .await?;
         let consumer = BatchConsumer::new(kafka, &self.group_id, &[&topics.samples_raw()])?;
         let transactional_id = format!("{}-{}", self.group_id, self.instance_id);
         let producer = {
@@ -129,6 +126,7 @@ impl AlertsConfig {
         Ok(AlertsProcessor {
             kafka: kafka.clone(),
             config: self.clone(),
+            catalog,
             topics,
             registry,
             codec: Codec::new(),
@@ -213,6 +211,7 @@ impl Ended {
 pub struct AlertsProcessor {
     kafka: KafkaConfig,
     config: AlertsConfig,
+    catalog: TopicCatalog,
     topics: Topics,
     registry: Option<Registry>,
     codec: Codec,
@@ -239,13 +238,8 @@ impl AlertsProcessor {
         let reader = self.rules_reader.take().expect("run is called once");
         let initial = reader.read_to_end(READ_TIMEOUT).await?;
         self.apply_rule_records(initial).await;
-        let (tx, mut rules_rx) = mpsc::channel(16);
-        let rules_task = tokio::spawn(follow_rules(
-            reader,
-            self.config.rules_refresh,
-            tx,
-            cancel.clone(),
-        ));
+        let (mut rules_rx, rules_task) =
+            labstream_bus::follow(reader, self.config.rules_refresh, cancel.clone());
         tracing::info!(
             group = self.consumer.group_id(),
             rules = self.rules.len(),
@@ -572,14 +566,10 @@ impl AlertsProcessor {
     }
 
     async fn install(&mut self, rule: Rule) {
-        let topic = self.topics.alerts_topic(&rule.topic);
+        let spec = self.catalog.alerts_topic(&rule.topic);
+        let topic = spec.name.clone();
         if !self.ensured_topics.contains(&topic) {
-            match labstream_bus::ensure_topics(
-                &self.kafka,
-                &[TopicSpec::new(topic.clone(), self.config.topic_partitions)],
-            )
-            .await
-            {
+            match labstream_bus::ensure_topics(&self.kafka, &[spec]).await {
                 Ok(()) => {
                     self.ensured_topics.insert(topic);
                 }
@@ -794,58 +784,6 @@ fn record_outputs(
         }
         Err(e) => tracing::error!(error = %e, "alerts: encoding a state failed"),
     }
-}
-
-/// Reads rule changes as they are committed and hands them to the processor.
-async fn follow_rules(
-    reader: LogReader,
-    every: Duration,
-    tx: mpsc::Sender<Vec<Record>>,
-    cancel: CancellationToken,
-) {
-    while !cancel.is_cancelled() {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
-        }
-        match reader.read_to_end(READ_TIMEOUT).await {
-            Ok(records) if records.is_empty() => {}
-            Ok(records) => {
-                if tx.send(records).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "alerts: reading rule changes failed; retrying"),
-        }
-    }
-}
-
-async fn partition_count(kafka: &KafkaConfig, topic: &str) -> Result<i32> {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &kafka.brokers);
-    for (k, v) in &kafka.librdkafka {
-        client.set(k, v);
-    }
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client
-            .create()
-            .map_err(|e| Error::Kafka(labstream_bus::Error::Config(e)))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|e| Error::Kafka(labstream_bus::Error::Consume(e)))?;
-        let count = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len());
-        if count == 0 {
-            return Err(Error::Config(format!("topic {topic} has no partitions")));
-        }
-        Ok(count as i32)
-    })
-    .await
-    .map_err(|e| Error::Config(format!("metadata task failed: {e}")))?
 }
 
 async fn pause(cancel: &CancellationToken) {

@@ -7,14 +7,13 @@
 //! transition and target (short of a crash between the target's answer and the record).
 
 use crate::alerts::error::{Error, Result};
-use crate::alerts::topics::alert_topics;
-use labstream_bus::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use labstream_bus::rdkafka::message::Message;
-use labstream_bus::rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use labstream_bus::{KafkaConfig, LogReader, Producer, TopicSpec};
-use labstream_schemas::{AlertEvent, AlertStatus, Codec, Severity, Timestamp, Topics};
+use labstream_bus::{
+    BatchConsumer, Cluster, KafkaConfig, LogReader, Positions, Producer, TopicCatalog, TopicWatch,
+};
+use labstream_schemas::alert_rule::is_rule_topic;
+use labstream_schemas::{AlertEvent, AlertStatus, Codec, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -140,15 +139,9 @@ impl WebhooksConfig {
                 "processors.webhooks.max_attempts must be at least 1".into(),
             ));
         }
-        let topics = Topics::new(kafka.topic_prefix.clone());
-        let deliveries = topics.alerts_topic("deliveries");
-        labstream_bus::ensure_topics(
-            kafka,
-            &[TopicSpec::new(deliveries.clone(), 1)
-                .with_config("cleanup.policy", "compact,delete")
-                .with_config("retention.ms", &(30 * 24 * 3600 * 1000i64).to_string())],
-        )
-        .await?;
+        let spec = TopicCatalog::new(kafka, 1).alerts_deliveries();
+        let deliveries = spec.name.clone();
+        labstream_bus::ensure_topics(kafka, &[spec]).await?;
         let reader = LogReader::new(kafka, &deliveries).await?;
         let delivered: HashSet<String> = reader
             .read_to_end(Duration::from_secs(30))
@@ -157,23 +150,6 @@ impl WebhooksConfig {
             .filter(|r| r.payload.is_some())
             .filter_map(|r| r.key.map(|k| String::from_utf8_lossy(&k).into_owned()))
             .collect();
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("client.id", &kafka.client_id)
-            .set("group.id", &self.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "2000");
-        for (k, v) in &kafka.librdkafka {
-            client.set(k, v);
-        }
-        let consumer: StreamConsumer = client
-            .create()
-            .map_err(|e| Error::Kafka(labstream_bus::Error::Config(e)))?;
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .user_agent(concat!("labstream/", env!("CARGO_PKG_VERSION")))
@@ -185,7 +161,7 @@ impl WebhooksConfig {
             deliveries,
             delivered,
             producer: Producer::new(kafka)?,
-            consumer,
+            kafka: kafka.clone(),
             http,
             codec: Codec::new(),
         })
@@ -199,7 +175,7 @@ pub struct Webhooks {
     /// `target/event_id` of what was delivered.
     delivered: HashSet<String>,
     producer: Producer,
-    consumer: StreamConsumer,
+    kafka: KafkaConfig,
     http: reqwest::Client,
     codec: Codec,
 }
@@ -215,62 +191,51 @@ impl Webhooks {
     /// Delivers until `cancel`; the event in progress is not committed, so it is
     /// delivered after a restart unless its delivery was recorded.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
-        let mut subscribed: BTreeSet<String> = BTreeSet::new();
-        let mut refresh = tokio::time::interval(TOPIC_REFRESH);
+        let prefix = self.prefix.clone();
+        let topics = TopicWatch::start(
+            Cluster::new(&self.kafka)?,
+            TOPIC_REFRESH,
+            move |t| t.strip_prefix(&prefix).is_some_and(is_rule_topic),
+            cancel.clone(),
+        );
+        let consumer = BatchConsumer::following(&self.kafka, &self.config.group_id, topics)?;
         tracing::info!(
             targets = self.config.targets.len(),
             "webhook delivery started"
         );
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = refresh.tick() => {
-                    if let Err(e) = self.follow_topics(&mut subscribed) {
-                        tracing::warn!(error = %e, "webhooks: listing the alert topics failed; retrying");
+        'run: while !cancel.is_cancelled() {
+            let records = match consumer
+                .next_batch(64, Duration::from_millis(200), &cancel)
+                .await
+            {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhooks: consume failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            for record in &records {
+                if let Some(bytes) = record.payload.as_deref() {
+                    match self.codec.decode::<AlertEvent>(bytes) {
+                        Ok(event) => {
+                            if !self.deliver_everywhere(&event, &cancel).await {
+                                break 'run;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %record.topic, offset = record.offset, error = %e, "webhooks: undecodable alert event skipped")
+                        }
                     }
                 }
-                received = self.consumer.recv(), if !subscribed.is_empty() => {
-                    let m = match received {
-                        Ok(m) => m.detach(),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "webhooks: consume failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                    };
-                    if let Some(bytes) = m.payload() {
-                        match self.codec.decode::<AlertEvent>(bytes) {
-                            Ok(event) => {
-                                if !self.deliver_everywhere(&event, &cancel).await {
-                                    break;
-                                }
-                            }
-                            Err(e) => tracing::warn!(topic = m.topic(), offset = m.offset(), error = %e, "webhooks: undecodable alert event skipped"),
-                        }
-                    }
-                    let mut tpl = TopicPartitionList::new();
-                    let _ = tpl.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1));
-                    if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                        tracing::warn!(error = %e, "webhooks: committing the offset failed; recorded deliveries are skipped after a restart");
-                    }
+                let mut done = Positions::default();
+                done.advance(record);
+                if let Err(e) = consumer.commit_positions(&done).await {
+                    tracing::warn!(error = %e, "webhooks: committing the offset failed; recorded deliveries are skipped after a restart");
                 }
             }
         }
         tracing::info!("webhook delivery stopped");
-        Ok(())
-    }
-
-    /// Subscribes to the alert topics when their set changed.
-    fn follow_topics(&self, subscribed: &mut BTreeSet<String>) -> Result<()> {
-        let now = alert_topics(&self.consumer, &self.prefix)?;
-        if now != *subscribed && !now.is_empty() {
-            let list: Vec<&str> = now.iter().map(String::as_str).collect();
-            self.consumer
-                .subscribe(&list)
-                .map_err(|e| Error::Kafka(labstream_bus::Error::Consume(e)))?;
-            tracing::info!(topics = ?list, "webhooks: following alert topics");
-            *subscribed = now;
-        }
         Ok(())
     }
 

@@ -5,8 +5,6 @@
 //! Given a lake, it also keeps the lake's `experiments` and `recordings` tables current
 //! (`lake`), rewriting them whenever an experiment changed.
 
-mod lake;
-
 use crate::error::Result;
 use labstream_bus::{KafkaConfig, LogReader, Producer};
 use labstream_schemas::experiment::{ExperimentEvent, ExperimentState, SiteState};
@@ -116,7 +114,7 @@ pub async fn run_snapshots(
                 if let Some(lake) = lake.as_ref().filter(|_| tables_stale) {
                     let (lake, states) = (lake.clone(), site.experiments.clone());
                     let written = tokio::task::spawn_blocking(move || {
-                        lake::write_tables(&lake, states.values())
+                        labstream_lake::experiments::write_tables(&lake, states.values())
                     })
                     .await
                     .map_err(|e| crate::Error::Internal(e.to_string()))?;

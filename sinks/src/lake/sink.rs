@@ -4,9 +4,9 @@
 use crate::backoff::Backoff;
 use crate::dlq::DeadLetters;
 use crate::error::{Error, Result};
-use crate::lake::writer::{Added, LakeWriter, PendingFlush};
 use crate::metrics::SinkMetrics;
 use labstream_bus::{BatchConsumer, Positions, Record, WriteInProgress};
+use labstream_lake::{Added, LakeWriter, LogPosition, PendingFlush};
 use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{Codec, Registry, Sample};
 use serde::{Deserialize, Serialize};
@@ -213,14 +213,19 @@ impl LakeSink {
                         continue;
                     }
                     let writer = self.writer.as_mut().expect("writer is present");
+                    let at = LogPosition {
+                        topic: &record.topic,
+                        partition: record.partition,
+                        offset: record.offset,
+                    };
                     let outcome = match record.payload.as_deref() {
                         None => Added::Rejected("the record has no value".to_owned()),
                         // The current schemas are read in place; others decoded.
                         Some(bytes) => match self.codec.decode_view(bytes) {
-                            Some(Ok(view)) => writer.add_view(record, &view),
+                            Some(Ok(view)) => writer.add_view(at, &view),
                             Some(Err(e)) => Added::Rejected(e.to_string()),
                             None => match decode(&self.codec, bytes) {
-                                Ok(sample) => writer.add(record, sample),
+                                Ok(sample) => writer.add(at, sample),
                                 Err(reason) => Added::Rejected(reason),
                             },
                         },
@@ -391,7 +396,7 @@ fn spawn_write(
     tokio::task::spawn_blocking(move || {
         let mut backoff = Backoff::new(backoff_max);
         let result = loop {
-            match pending.write() {
+            match pending.write().map_err(Error::from) {
                 Ok(()) => {
                     metrics.written.inc_by(pending.rows() as u64);
                     metrics

@@ -1,7 +1,7 @@
 //! Helpers of the lake's unit tests: a one-type registry, records and samples as the
 //! sink takes them, and a look at a written file's bloom filters.
 
-use labstream_bus::Record;
+use crate::LogPosition;
 use labstream_schemas::{FieldValue, Registry, Sample, Timestamp};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,14 +26,11 @@ pub(crate) fn registry(with_raw: bool) -> Registry {
     .unwrap()
 }
 
-pub(crate) fn record(partition: i32, offset: i64) -> Record {
-    Record {
-        topic: TOPIC.into(),
+pub(crate) fn record(partition: i32, offset: i64) -> LogPosition<'static> {
+    LogPosition {
+        topic: TOPIC,
         partition,
         offset,
-        key: None,
-        payload: None,
-        timestamp_ms: None,
     }
 }
 

@@ -7,13 +7,13 @@
 //! The `alerts` table (one row per alert transition) is described here too; the alerts
 //! lake writer appends its files, named by the Kafka offsets they hold.
 
-use crate::experiment::ExperimentState;
 use arrow::array::{
     ArrayRef, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
+use labstream_schemas::experiment::ExperimentState;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -186,7 +186,7 @@ pub fn alerts_schema() -> SchemaRef {
 
 /// The rows of `(topic, event)` pairs.
 pub fn alerts_batch<'a>(
-    events: impl IntoIterator<Item = (&'a str, &'a crate::AlertEvent)>,
+    events: impl IntoIterator<Item = (&'a str, &'a labstream_schemas::AlertEvent)>,
 ) -> Result<RecordBatch, ArrowError> {
     use arrow::array::Float64Builder;
     let mut text: [StringBuilder; 12] = Default::default();
@@ -264,9 +264,11 @@ pub fn alerts_batch<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::{ExperimentDefinition, ExperimentStatus, ProtocolTask, Recording};
-    use crate::{ExperimentId, Timestamp};
     use arrow::array::{Array, AsArray};
+    use labstream_schemas::experiment::{
+        ExperimentDefinition, ExperimentStatus, ProtocolTask, Recording,
+    };
+    use labstream_schemas::{ExperimentId, Timestamp};
 
     fn state() -> ExperimentState {
         ExperimentState {

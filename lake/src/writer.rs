@@ -1,28 +1,35 @@
 //! Buffers decoded samples per lake directory and topic-partition and writes each
 //! buffer as one Parquet file: temporary name, fsync, rename, fsync of the directory.
 
+use crate::batch::ColumnBuffer;
 use crate::error::{Error, Result};
-use crate::lake::batch::ColumnBuffer;
-use crate::lake::layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR, table_dir};
+use crate::file::write_batch;
+use crate::layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR, table_dir};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use labstream_bus::Record;
 use labstream_schemas::experiment::EnrichedSample;
 use labstream_schemas::{Registry, SampleView};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Rows per Parquet row group in lake files: large enough for good compression and
 /// few footer entries, small enough that statistics prune within a day's file.
 pub(crate) const MAX_ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Where a sample comes from in the log: its topic-partition and offset, which name
+/// the file that holds it and tell a sample already in the lake from a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogPosition<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
 
 /// What `LakeWriter::add` did with a record.
 #[derive(Debug, PartialEq, Eq)]
@@ -207,13 +214,13 @@ impl LakeWriter {
         }
     }
 
-    pub fn add(&mut self, record: &Record, enriched: impl Into<EnrichedSample>) -> Added {
+    pub fn add(&mut self, record: LogPosition<'_>, enriched: impl Into<EnrichedSample>) -> Added {
         let enriched = enriched.into();
         self.add_view(record, &SampleView::of(&enriched))
     }
 
     /// `add` of a sample borrowed from its message (`Codec::decode_view`).
-    pub fn add_view(&mut self, record: &Record, sample: &SampleView<'_>) -> Added {
+    pub fn add_view(&mut self, record: LogPosition<'_>, sample: &SampleView<'_>) -> Added {
         let experiment = sample
             .context
             .as_ref()
@@ -236,7 +243,7 @@ impl LakeWriter {
                 dir
             }
         };
-        let topic = self.topic_id(&record.topic);
+        let topic = self.topic_id(record.topic);
         let slot = (dir, topic, record.partition);
         let hw = match self.high_water_by_slot.get(&slot) {
             Some(&hw) => hw,
@@ -245,7 +252,7 @@ impl LakeWriter {
                     .high_water
                     .get(&(
                         self.dirs[dir as usize].path.clone(),
-                        record.topic.clone(),
+                        record.topic.to_owned(),
                         record.partition,
                     ))
                     .copied();
@@ -490,15 +497,15 @@ const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
 /// Highest offset in a file, per directory and topic-partition; removes stale temp files.
 fn scan_high_water(root: &Path) -> Result<HashMap<(PathBuf, String, i32), i64>> {
     let samples = root.join(SAMPLES_DIR);
-    std::fs::create_dir_all(&samples).map_err(|e| io(&samples, e))?;
+    std::fs::create_dir_all(&samples).map_err(|e| Error::io(&samples, e))?;
     let mut high_water = HashMap::new();
     let mut stack = vec![samples];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
-            let entry = entry.map_err(|e| io(&dir, e))?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().map_err(|e| io(&path, e))?.is_dir() {
+            if entry.file_type().map_err(|e| Error::io(&path, e))?.is_dir() {
                 stack.push(path);
             } else if name.ends_with(".tmp") {
                 let stale = entry
@@ -509,7 +516,7 @@ fn scan_high_water(root: &Path) -> Result<HashMap<(PathBuf, String, i32), i64>> 
                     .is_some_and(|age| age > STALE_TMP);
                 if stale {
                     tracing::info!(path = %path.display(), "removing a file of an interrupted write");
-                    std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
                 }
             } else if let Some(part) = PartFile::parse(&name) {
                 let e = high_water
@@ -520,13 +527,6 @@ fn scan_high_water(root: &Path) -> Result<HashMap<(PathBuf, String, i32), i64>> 
         }
     }
     Ok(high_water)
-}
-
-pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
-    Error::LakeIo {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// Columns of lake files that carry a bloom filter per row group: the identifiers an
@@ -580,35 +580,17 @@ pub(crate) fn writer_properties(max_row_group_rows: usize, max_rows: u64) -> Wri
 fn write_file(
     dir: &Path,
     name: &str,
-    batch: &arrow::record_batch::RecordBatch,
+    batch: &RecordBatch,
     max_row_group_rows: usize,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let final_path = dir.join(name);
-    let tmp_path = dir.join(format!(".{name}.tmp"));
     let props = writer_properties(max_row_group_rows, batch.num_rows() as u64);
-    let file = File::create(&tmp_path).map_err(|e| io(&tmp_path, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
-        .map_err(|e| Error::Parquet(e.to_string()))?;
-    writer
-        .write(batch)
-        .map_err(|e| Error::Parquet(e.to_string()))?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| Error::Parquet(e.to_string()))?;
-    file.sync_all().map_err(|e| io(&tmp_path, e))?;
-    drop(file);
-    std::fs::rename(&tmp_path, &final_path).map_err(|e| io(&final_path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))?;
-    Ok(final_path)
+    write_batch(dir, name, batch, props)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::test_support::{T0, bloom_filter_answers, record, registry, sample};
+    use crate::test_support::{T0, bloom_filter_answers, record, registry, sample};
     use labstream_schemas::experiment::RecordingContext;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use std::collections::BTreeSet;
@@ -630,7 +612,7 @@ mod tests {
             let (day, partition) = (i % 3, ((i / 3) % 3) as i32);
             let ts = T0 + day * DAY + i;
             let sample = sample(&format!("s{}", i % 5), ts, None, i as f64, None);
-            assert_eq!(w.add(&record(partition, i), sample), Added::Buffered);
+            assert_eq!(w.add(record(partition, i), sample), Added::Buffered);
             want.insert(ts);
         }
         let blocked = table_dir(
@@ -705,7 +687,7 @@ mod tests {
                 sample,
                 context: Some(context),
             };
-            assert_eq!(w.add(&record(0, i), enriched), Added::Buffered);
+            assert_eq!(w.add(record(0, i), enriched), Added::Buffered);
         }
         let files = w.flush().unwrap();
         assert_eq!(files.len(), 1);

@@ -5,19 +5,18 @@
 //! half of one.
 
 use crate::error::{Error, Result};
-use arrow::record_batch::RecordBatch;
-use labstream_schemas::experiment::ExperimentState;
-use labstream_schemas::lake_tables::{
+use crate::file::write_batch;
+use crate::tables::{
     EXPERIMENTS_TABLE, RECORDINGS_TABLE, experiments_batch, recordings_batch, table_file,
 };
-use parquet::arrow::ArrowWriter;
+use arrow::record_batch::RecordBatch;
+use labstream_schemas::experiment::ExperimentState;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use std::fs::File;
 use std::path::Path;
 
 /// Replaces both tables with the rows of `states`.
-pub(crate) fn write_tables<'a>(
+pub fn write_tables<'a>(
     lake: &Path,
     states: impl IntoIterator<Item = &'a ExperimentState> + Clone,
 ) -> Result<()> {
@@ -30,25 +29,12 @@ pub(crate) fn write_tables<'a>(
 }
 
 fn replace(path: &Path, batch: &RecordBatch) -> Result<()> {
-    let io = |e: std::io::Error| Error::Internal(format!("writing {}: {e}", path.display()));
     let dir = path.parent().expect("a table file is inside the lake");
-    std::fs::create_dir_all(dir).map_err(io)?;
     let name = path.file_name().expect("a file name").to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    let file = File::create(&tmp).map_err(io)?;
-    let parquet = |e: parquet::errors::ParquetError| {
-        Error::Internal(format!("writing {}: {e}", path.display()))
-    };
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet)?;
-    writer.write(batch).map_err(parquet)?;
-    let file = writer.into_inner().map_err(parquet)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    write_batch(dir, &name, batch, props)?;
     Ok(())
 }
 
@@ -58,6 +44,7 @@ mod tests {
     use labstream_schemas::experiment::{ExperimentDefinition, ExperimentStatus};
     use labstream_schemas::{ExperimentId, Timestamp};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::fs::File;
 
     #[test]
     fn replaces_both_files_whole() {
