@@ -436,3 +436,203 @@ fn pytools_python() -> PathBuf {
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
+
+/// An API instance of `stack` on its own port with settings of its own, serving.
+async fn api_instance(stack: &TestStack, settings: &[(&str, &str)]) -> (support::Worker, String) {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut env = vec![("LABSTREAM__HTTP__LISTEN", listen.as_str())];
+    env.extend_from_slice(settings);
+    let worker = stack.worker_with(&["api"], &env);
+    let url = format!("http://{listen}");
+    support::eventually(
+        "the API instance serving",
+        Duration::from_secs(60),
+        || async {
+            match reqwest::get(format!("{url}/healthz")).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                other => Err(format!("{other:?}\n{}", worker.logs())),
+            }
+        },
+    )
+    .await;
+    (worker, url)
+}
+
+async fn get(url: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Over HTTP an export takes one of `query.max_concurrent` slots but is not bound by
+/// `query.timeout`; an error after the first bytes aborts the transfer. The CLI writes
+/// to a temporary name and renames it once complete: a failed export leaves no partial
+/// archive and an older file of that name as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_takes_a_query_slot_has_no_timeout_and_fails_whole() {
+    let stack = TestStack::start_with(&[("LABSTREAM__COMPACTION__ENABLED", "false")]).await;
+    post(
+        &stack,
+        "/v1/sensor-configs",
+        json!({"sensor_config_id": "bench", "name": "Bench",
+            "sensors": [{"sensor_id": "temp-1", "sensor_type": "temperature"},
+                        {"sensor_id": "co2-1", "sensor_type": "co2"}]}),
+    )
+    .await;
+    post(
+        &stack,
+        "/v1/experiments",
+        json!({"experiment_id": EXPERIMENT, "name": "Export study", "owner": "dr-lee",
+            "sensor_config_id": "bench", "participants": ["P1"],
+            "tasks": [{"task_id": "rest", "name": "Rest"}]}),
+    )
+    .await;
+    post(
+        &stack,
+        &format!("/v1/experiments/{EXPERIMENT}/activate"),
+        json!({}),
+    )
+    .await;
+    post(
+        &stack,
+        &format!("/v1/experiments/{EXPERIMENT}/recordings"),
+        json!({"participant_id": "P1", "task_id": "rest"}),
+    )
+    .await;
+    let n = samples(&stack, Timestamp::now().as_micros() + 1000, 50).await;
+    stack
+        .query_until_rows(
+            &format!(
+                "SELECT 1 FROM samples_temperature WHERE experiment = '{EXPERIMENT}' \
+                 UNION ALL SELECT 1 FROM samples_co2 WHERE experiment = '{EXPERIMENT}'"
+            ),
+            n as usize,
+        )
+        .await;
+    let export_path = format!("/v1/experiments/{EXPERIMENT}/export");
+    support::eventually(
+        "the experiment in the lake's tables",
+        Duration::from_secs(60),
+        || async {
+            let r = get(&format!("{}{export_path}", stack.url), &stack.token).await;
+            if r.status() == 200 {
+                Ok(())
+            } else {
+                Err(r.status().to_string())
+            }
+        },
+    )
+    .await;
+
+    // One query slot, held by a query whose endless result nobody reads: the export is
+    // refused for want of a slot, and served once the query is gone.
+    let (mut one_slot, url) =
+        api_instance(&stack, &[("LABSTREAM__QUERY__MAX_CONCURRENT", "1")]).await;
+    let held = reqwest::Client::new()
+        .post(format!("{url}/v1/query?format=csv"))
+        .bearer_auth(&stack.token)
+        .json(&json!({"sql": "SELECT v FROM generate_series(1, 100000000000) AS t(v)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let refused = get(&format!("{url}{export_path}"), &stack.token).await;
+    assert_eq!(refused.status(), 429, "an export needs a query slot");
+    assert!(refused.headers().contains_key("retry-after"));
+    drop(held);
+    support::eventually(
+        "the export served once the slot is free",
+        Duration::from_secs(30),
+        || async {
+            let r = get(&format!("{url}{export_path}"), &stack.token).await;
+            match r.status().as_u16() {
+                200 => {
+                    r.bytes().await.map_err(|e| e.to_string())?;
+                    Ok(())
+                }
+                s => Err(s.to_string()),
+            }
+        },
+    )
+    .await;
+    one_slot.stop();
+
+    // A timeout no query can meet: queries fail with 504, exports are whole.
+    let (mut no_time, url) = api_instance(&stack, &[("LABSTREAM__QUERY__TIMEOUT", "1ms")]).await;
+    let timed_out = reqwest::Client::new()
+        .post(format!("{url}/v1/query"))
+        .bearer_auth(&stack.token)
+        .json(&json!({"sql": "SELECT count(*) AS n FROM samples_temperature CROSS JOIN generate_series(1, 10000000) AS t(v)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(timed_out.status(), 504, "query.timeout is in force");
+    let r = get(&format!("{url}{export_path}"), &stack.token).await;
+    assert_eq!(r.status(), 200);
+    let files = untar(
+        &r.bytes()
+            .await
+            .expect("a whole archive despite query.timeout"),
+    );
+    assert!(files.contains_key("manifest.json"), "{:?}", files.keys());
+    no_time.stop();
+
+    // A sample file that cannot be read any more (its data pages overwritten, its
+    // footer intact): the failure comes after the JSON files were sent.
+    let victim = stack
+        .lake_files()
+        .into_iter()
+        .find(|p| {
+            let p = p.to_string_lossy();
+            p.contains(&format!("experiment={EXPERIMENT}")) && p.ends_with(".parquet")
+        })
+        .expect("a sample file of the experiment");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let len = bytes.len();
+    let footer = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().unwrap()) as usize;
+    for b in &mut bytes[4..len - 8 - footer] {
+        *b = 0x5A;
+    }
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let r = get(&format!("{}{export_path}", stack.url), &stack.token).await;
+    assert_eq!(r.status(), 200, "the status went out with the first bytes");
+    assert!(
+        r.bytes().await.is_err(),
+        "an export that failed midway must not read as complete"
+    );
+    assert!(
+        stack.logs().contains("response aborted"),
+        "the server logs why it cut the transfer"
+    );
+
+    // The CLI: exit status 1 with the reason, nothing at the output's name but what
+    // was there before, and no partial file left behind.
+    let out = stack.dir().join("study.tar");
+    std::fs::write(&out, b"an older archive").unwrap();
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_labstream"))
+        .args(["export", "--experiment", EXPERIMENT, "--output"])
+        .arg(&out)
+        .args(["--lake"])
+        .arg(&stack.lake)
+        .env("LABSTREAM__AUTH__DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: the export failed; no archive was written"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"an older archive");
+    let leftovers: Vec<_> = std::fs::read_dir(stack.dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("study.tar") && n != "study.tar")
+        .collect();
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+}
