@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod power;
+pub mod readers;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::net::TcpListener;
