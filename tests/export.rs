@@ -8,11 +8,9 @@
 mod support;
 
 use labstream_schemas::Timestamp;
-use parquet::record::Field;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::TestStack;
@@ -107,56 +105,80 @@ fn untar(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// The rows of the archive's Parquet files of one sensor type.
+/// Rows of Parquet files as pyarrow reads them (the archive's) or of the lake's files of
+/// the experiment as DuckDB reads them, in the shape of `Row`.
+const ROWS: &str = r#"
+import json, sys, glob
+import duckdb, pyarrow.parquet as pq, pyarrow as pa
+mode, where, kind, value = sys.argv[1:5]
+def row(r):
+    return [r["sensor_id"], r["ts_us"], r["seq"], round(r["v"] * 1000),
+            r["recording_id"] or "", r["participant_id"] or "", r["task_id"] or ""]
+if mode == "archive":
+    files = sorted(glob.glob(f"{where}/samples/{kind}/*.parquet"))
+    names = set()
+    rows = []
+    for f in files:
+        t = pq.read_table(f)
+        names |= set(t.column_names)
+        assert str(t.schema.field("ts").type) == "timestamp[us, tz=UTC]", t.schema
+        micros = t.column("ts").cast(pa.int64()).to_pylist()
+        for r, us in zip(t.to_pylist(), micros):
+            r["ts_us"] = us
+            r["v"] = r[value]
+            rows.append(row(r))
+    assert "experiment" not in names and "date" not in names, "partition columns are folder names"
+else:
+    experiment, narrow = sys.argv[5:7]
+    con = duckdb.connect()
+    result = con.execute(f"""
+        SELECT sensor_id, epoch_us(ts) AS ts_us, seq, {value} AS v, recording_id,
+               participant_id, task_id
+        FROM read_parquet('{where}/samples/{kind}/**/*.parquet', hive_partitioning = true)
+        WHERE experiment = '{experiment}' {narrow}""")
+    names = [d[0] for d in result.description]
+    rows = [row(dict(zip(names, r))) for r in result.fetchall()]
+print(json.dumps(sorted(rows)))
+"#;
+
+fn rows_of(value: Value) -> Vec<Row> {
+    serde_json::from_value(value).unwrap()
+}
+
+/// The rows of the archive's Parquet files of one sensor type, read by pyarrow.
 fn archive_rows(files: &BTreeMap<String, Vec<u8>>, kind: &str, value: &str) -> Vec<Row> {
-    let mut rows = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
     let prefix = format!("samples/{kind}/");
     for (path, data) in files.iter().filter(|(p, _)| p.starts_with(&prefix)) {
         assert!(path.ends_with(".parquet"), "{path}");
-        let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-            bytes::Bytes::from(data.clone()),
-        )
-        .unwrap();
-        for row in parquet::file::reader::FileReader::get_row_iter(&reader, None).unwrap() {
-            let row = row.unwrap();
-            let mut fields: BTreeMap<String, Field> = row
-                .get_column_iter()
-                .map(|(n, f)| (n.clone(), f.clone()))
-                .collect();
-            assert!(
-                !fields.contains_key("experiment") && !fields.contains_key("date"),
-                "partition columns are folder names, not file columns"
-            );
-            let ts = match fields.get("ts") {
-                Some(Field::TimestampMicros(t)) => *t,
-                other => panic!("ts: {other:?}"),
-            };
-            let seq = match fields.get("seq") {
-                Some(Field::Long(s)) => *s,
-                other => panic!("seq: {other:?}"),
-            };
-            let v = match fields.get(value) {
-                Some(Field::Double(d)) => (d * 1000.0).round() as i64,
-                other => panic!("{value}: {other:?}"),
-            };
-            let mut text = |name: &str| match fields.remove(name) {
-                Some(Field::Str(s)) => s,
-                Some(Field::Null) | None => String::new(),
-                Some(other) => panic!("{name}: {other:?}"),
-            };
-            rows.push((
-                text("sensor_id"),
-                ts,
-                seq,
-                v,
-                text("recording_id"),
-                text("participant_id"),
-                text("task_id"),
-            ));
-        }
+        let target = dir.path().join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, data).unwrap();
     }
-    rows.sort();
-    rows
+    rows_of(support::readers::python_json(
+        ROWS,
+        &[
+            "archive".as_ref(),
+            dir.path().as_os_str(),
+            kind.as_ref(),
+            value.as_ref(),
+        ],
+    ))
+}
+
+/// The experiment's rows of one sensor type in the lake (and `narrow`), read by DuckDB.
+fn lake_rows_by_duckdb(stack: &TestStack, kind: &str, value: &str, narrow: &str) -> Vec<Row> {
+    rows_of(support::readers::python_json(
+        ROWS,
+        &[
+            "lake".as_ref(),
+            stack.lake.as_os_str(),
+            kind.as_ref(),
+            value.as_ref(),
+            EXPERIMENT.as_ref(),
+            narrow.as_ref(),
+        ],
+    ))
 }
 
 fn json_file(files: &BTreeMap<String, Vec<u8>>, name: &str) -> Value {
@@ -198,6 +220,9 @@ async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
     let now = || Timestamp::now().as_micros();
     let mut total = samples(&stack, now() - 5_000_000, 20).await;
     let mut in_experiment = 0;
+    // The rows the export must hold, from what was sent: per sensor type, 40 samples
+    // of each participant, in their recording.
+    let (mut want_temperature, mut want_co2): (Vec<Row>, Vec<Row>) = (Vec::new(), Vec::new());
     for (participant, task) in [("P1", "rest"), ("P2", "stroop")] {
         let rec = post(
             &stack,
@@ -207,7 +232,22 @@ async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
         .await;
         let rid = rec["recording_id"].as_str().unwrap().to_owned();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let n = samples(&stack, now(), 40).await;
+        let from = now();
+        let n = samples(&stack, from, 40).await;
+        for i in 0..40i64 {
+            let ts = (from / 1000 + i * 20) * 1000;
+            let tag = (rid.clone(), participant.to_owned(), task.to_owned());
+            want_temperature.push((
+                "temp-1".into(),
+                ts,
+                i,
+                20_000 + i * 125,
+                tag.0.clone(),
+                tag.1.clone(),
+                tag.2.clone(),
+            ));
+            want_co2.push(("co2-1".into(), ts, i, (400 + i) * 1000, tag.0, tag.1, tag.2));
+        }
         total += n;
         in_experiment += n;
         tokio::time::sleep(Duration::from_millis(900)).await;
@@ -262,16 +302,27 @@ async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
         )
         .await;
 
+    want_temperature.sort();
+    want_co2.sort();
+    assert_eq!(
+        want_temperature.len() + want_co2.len(),
+        in_experiment as usize
+    );
+    // SQL and DuckDB over the lake's files agree with what was sent.
     let temperature = sql_rows(&stack, "samples_temperature", "celsius", "").await;
     let co2 = sql_rows(&stack, "samples_co2", "ppm", "").await;
-    assert_eq!(temperature.len() + co2.len(), in_experiment as usize);
-    for participant in ["P1", "P2"] {
-        assert_eq!(
-            temperature.iter().filter(|r| r.5 == participant).count(),
-            40,
-            "{participant}'s temperature samples: {temperature:?}"
-        );
-    }
+    assert_eq!(temperature, want_temperature, "SQL");
+    assert_eq!(co2, want_co2, "SQL");
+    assert_eq!(
+        lake_rows_by_duckdb(&stack, "temperature", "celsius", ""),
+        want_temperature,
+        "DuckDB"
+    );
+    assert_eq!(
+        lake_rows_by_duckdb(&stack, "co2", "ppm", ""),
+        want_co2,
+        "DuckDB"
+    );
 
     // The whole experiment, with the CLI.
     let out = stack.dir().join("whole.tar");
@@ -285,8 +336,11 @@ async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
     assert!(log.contains("archive complete"), "{log}");
     assert!(log.contains("samples_temperature: 80 rows"), "{log}");
     let files = untar(&std::fs::read(&out).unwrap());
-    assert_eq!(archive_rows(&files, "temperature", "celsius"), temperature);
-    assert_eq!(archive_rows(&files, "co2", "ppm"), co2);
+    assert_eq!(
+        archive_rows(&files, "temperature", "celsius"),
+        want_temperature
+    );
+    assert_eq!(archive_rows(&files, "co2", "ppm"), want_co2);
     assert_eq!(json_file(&files, "metadata.json"), state);
     assert_eq!(json_file(&files, "recordings.json"), state["recordings"]);
     assert_eq!(json_file(&files, "logbook.json"), state["logbook"]);
@@ -317,13 +371,20 @@ async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
     assert_eq!(response.headers()["content-type"], "application/x-tar");
     let files = untar(&response.bytes().await.unwrap());
     let narrow = format!("AND participant_id = 'P1' AND date = DATE '{day}'");
-    let p1 = sql_rows(&stack, "samples_temperature", "celsius", &narrow).await;
+    let p1: Vec<Row> = want_temperature
+        .iter()
+        .filter(|r| r.5 == "P1")
+        .cloned()
+        .collect();
     assert_eq!(p1.len(), 40);
     assert_eq!(archive_rows(&files, "temperature", "celsius"), p1);
     assert_eq!(
-        archive_rows(&files, "co2", "ppm"),
-        sql_rows(&stack, "samples_co2", "ppm", &narrow).await
+        lake_rows_by_duckdb(&stack, "temperature", "celsius", &narrow),
+        p1
     );
+    let p1_co2: Vec<Row> = want_co2.iter().filter(|r| r.5 == "P1").cloned().collect();
+    assert_eq!(archive_rows(&files, "co2", "ppm"), p1_co2);
+    assert_eq!(lake_rows_by_duckdb(&stack, "co2", "ppm", &narrow), p1_co2);
     let recordings = json_file(&files, "recordings.json");
     assert_eq!(recordings.as_array().unwrap().len(), 1);
     assert_eq!(recordings[0]["participant_id"], "P1");
@@ -394,7 +455,7 @@ async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
     tar::Archive::new(std::fs::File::open(&out).unwrap())
         .unpack(&unpacked)
         .unwrap();
-    let python = pytools_python();
+    let python = support::readers::python();
     let script = r#"
 import json, sys, duckdb
 lake, unpacked = sys.argv[1], sys.argv[2]
@@ -424,17 +485,6 @@ print(json.dumps({"recordings": recordings, "experiments": experiments, "samples
             "samples": [80, 2],
         })
     );
-}
-
-fn pytools_python() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("infra/local/pytools");
-    let out = Command::new(&script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "infra/local/pytools failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// An API instance of `stack` on its own port with settings of its own, serving.
