@@ -220,6 +220,13 @@ impl TestStack {
 
     /// `worker` with settings of its own on top (e.g. another `http.listen`).
     pub fn worker_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Worker {
+        let mut w = self.idle_worker(args, extra_env);
+        w.start();
+        w
+    }
+
+    /// `worker_with`, not started yet (e.g. to start it with a test hook for one run).
+    pub fn idle_worker(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Worker {
         let mut env = self.env.clone();
         env.extend(
             extra_env
@@ -232,14 +239,14 @@ impl TestStack {
             n += 1;
             name = format!("{}-{n}", args.join("-"));
         }
-        let mut w = Worker {
+        let log = self.dir.path().join(format!("{name}.log"));
+        std::fs::write(&log, b"").unwrap();
+        Worker {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             env,
-            log: self.dir.path().join(format!("{name}.log")),
+            log,
             child: None,
-        };
-        w.start();
-        w
+        }
     }
 
     /// The settings every process of this stack gets (`LABSTREAM__*`).
@@ -422,6 +429,16 @@ impl TestStack {
     /// that is already committed shows up too. The end of a read_committed read is
     /// the last stable offset.
     pub fn read_raw(&self, topic: &str, n: usize) -> Vec<RawRecord> {
+        self.read_raw_isolated(topic, n, "read_committed")
+    }
+
+    /// `read_raw` with isolation.level=read_uncommitted: also the records of aborted
+    /// (and open) transactions, as they lie in the log.
+    pub fn read_raw_uncommitted(&self, topic: &str, n: usize) -> Vec<RawRecord> {
+        self.read_raw_isolated(topic, n, "read_uncommitted")
+    }
+
+    fn read_raw_isolated(&self, topic: &str, n: usize, isolation: &str) -> Vec<RawRecord> {
         use rdkafka::Message;
         use rdkafka::message::Headers;
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -432,7 +449,7 @@ impl TestStack {
             )
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .set("enable.partition.eof", "true")
             .create()
             .unwrap();

@@ -517,6 +517,7 @@ fn compact_dir(
 
     // Superseded files go once no reader can still be using them: a reader that listed
     // the directory after their first superseding file appeared never opens them.
+    labstream_schemas::crash_point("compaction.renamed_before_delete");
     let Listing {
         live, superseded, ..
     } = list_dir(dir)?;
@@ -729,6 +730,7 @@ fn merge(dir: &Path, inputs: &[&LakeFile], schema: &SchemaRef, name: &str) -> Re
             return Err(e);
         }
     };
+    labstream_schemas::crash_point("compaction.merged_before_rename");
     std::fs::rename(&tmp_path, &final_path).map_err(|e| io(&final_path, e))?;
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -597,6 +597,7 @@ fn write_file(
         .into_inner()
         .map_err(|e| Error::Parquet(e.to_string()))?;
     file.sync_all().map_err(|e| io(&tmp_path, e))?;
+    labstream_schemas::crash_point("lake.written_before_rename");
     drop(file);
     std::fs::rename(&tmp_path, &final_path).map_err(|e| io(&final_path, e))?;
     File::open(dir)

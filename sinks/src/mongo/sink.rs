@@ -273,6 +273,7 @@ impl MongoSink {
             duplicates = written.duplicates,
             "mongo sink wrote a batch"
         );
+        labstream_schemas::crash_point("mongo.written_before_commit");
         if let Err(e) = self.consumer.commit_positions(&f.positions).await {
             // Harmless for correctness: the batch is re-read and deduplicated.
             tracing::warn!(error = %e, "mongo sink: commit failed");
