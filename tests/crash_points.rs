@@ -5,11 +5,11 @@
 //! the raw log holds the aborted attempt) and that every sample or transition is
 //! there exactly once.
 //!
-//! - MongoDB sink between the insert and the offset commit: the batch is read again and
-//!   meets the unique index (duplicates counted, none stored).
-//! - Lake sink between the temporary file and its rename, and between the rename and
-//!   the offset commit: an unrenamed file is never read; a renamed one makes the
-//!   restarted sink skip the records it holds.
+//! - MongoDB sink before the insert, and between the insert and the offset commit: the
+//!   batch is read again (and meets the unique index: duplicates counted, none stored).
+//! - Lake sink before a file is written, between the temporary file and its rename, and
+//!   between the rename and the offset commit: an unrenamed file is never read; a
+//!   renamed one makes the restarted sink skip the records it holds.
 //! - Alerts processor inside its Kafka transaction, before and after the commit call:
 //!   an aborted transaction's event is never seen by read_committed consumers and is
 //!   decided again; a committed one is not repeated.
@@ -138,6 +138,34 @@ async fn mongodb_holds_each_sample_once_after_a_crash_between_write_and_commit()
         "the restarted sink never met the batch written before the crash:\n{log}"
     );
     db.drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_holds_each_sample_once_after_a_crash_before_the_write() {
+    let (stack, worker, want) = sink_crash("mongo", "mongo.before_write").await;
+    let db = stack.mongo().await;
+    let (n, contents) = mongo_rows(&db).await;
+    assert_eq!(
+        n,
+        want.len(),
+        "rows in MongoDB (a commit before the write loses the batch)\n{}",
+        worker.logs()
+    );
+    assert_eq!(contents, want);
+    db.drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lake_holds_each_sample_once_after_a_crash_before_the_write() {
+    let (stack, worker, want) = sink_crash("lake", "lake.before_write").await;
+    let (n, contents) = lake_rows(&stack);
+    assert_eq!(
+        n,
+        want.len(),
+        "rows in the lake (a commit before the write loses them)\n{}",
+        worker.logs()
+    );
+    assert_eq!(contents, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -583,6 +583,7 @@ fn write_file(
     batch: &arrow::record_batch::RecordBatch,
     max_row_group_rows: usize,
 ) -> Result<PathBuf> {
+    labstream_schemas::crash_point("lake.before_write");
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let final_path = dir.join(name);
     let tmp_path = dir.join(format!(".{name}.tmp"));

@@ -308,6 +308,7 @@ impl Writer {
     }
 
     async fn write(&mut self, by_collection: &BTreeMap<String, Vec<Document>>) -> Result<Written> {
+        labstream_schemas::crash_point("mongo.before_write");
         let mut inserted = 0usize;
         let mut duplicates = 0usize;
         for (collection, docs) in by_collection {
