@@ -45,7 +45,6 @@ async fn sink_stack() -> TestStack {
 
 /// Posts `requests` requests of 50 power samples numbered from `first`.
 async fn post(stack: &TestStack, want: &mut Contents, first: i64, requests: i64) {
-    let client = reqwest::Client::new();
     for r in 0..requests {
         let batch: Vec<_> = (0..50)
             .map(|i| {
@@ -57,14 +56,7 @@ async fn post(stack: &TestStack, want: &mut Contents, first: i64, requests: i64)
                 json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
             })
             .collect();
-        let resp = client
-            .post(format!("{}/v1/samples?precision=us", stack.url))
-            .bearer_auth(&stack.token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        support::power::post_us(stack, &batch).await;
     }
 }
 

@@ -61,6 +61,33 @@ async fn samples(stack: &TestStack, from_us: i64, n: i64) -> i64 {
     2 * n
 }
 
+/// Defines the sensor configuration and the experiment (participants P1 and P2, tasks
+/// rest and stroop) and activates it.
+async fn active_experiment(stack: &TestStack) {
+    post(
+        stack,
+        "/v1/sensor-configs",
+        json!({"sensor_config_id": "bench", "name": "Bench",
+            "sensors": [{"sensor_id": "temp-1", "sensor_type": "temperature"},
+                        {"sensor_id": "co2-1", "sensor_type": "co2"}]}),
+    )
+    .await;
+    post(
+        stack,
+        "/v1/experiments",
+        json!({"experiment_id": EXPERIMENT, "name": "Export study", "owner": "dr-lee",
+            "sensor_config_id": "bench", "participants": ["P1", "P2"],
+            "tasks": [{"task_id": "rest", "name": "Rest"}, {"task_id": "stroop", "name": "Stroop"}]}),
+    )
+    .await;
+    post(
+        stack,
+        &format!("/v1/experiments/{EXPERIMENT}/activate"),
+        json!({}),
+    )
+    .await;
+}
+
 /// The rows of `table` SQL returns for the experiment (and `narrow`, an SQL condition).
 async fn sql_rows(stack: &TestStack, table: &str, value: &str, narrow: &str) -> Vec<Row> {
     let sql = format!(
@@ -193,28 +220,7 @@ fn json_file(files: &BTreeMap<String, Vec<u8>>, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_holds_the_rows_sql_returns_and_the_experiment_state() {
     let stack = TestStack::start().await;
-    post(
-        &stack,
-        "/v1/sensor-configs",
-        json!({"sensor_config_id": "bench", "name": "Bench",
-            "sensors": [{"sensor_id": "temp-1", "sensor_type": "temperature"},
-                        {"sensor_id": "co2-1", "sensor_type": "co2"}]}),
-    )
-    .await;
-    post(
-        &stack,
-        "/v1/experiments",
-        json!({"experiment_id": EXPERIMENT, "name": "Export study", "owner": "dr-lee",
-            "sensor_config_id": "bench", "participants": ["P1", "P2"],
-            "tasks": [{"task_id": "rest", "name": "Rest"}, {"task_id": "stroop", "name": "Stroop"}]}),
-    )
-    .await;
-    post(
-        &stack,
-        &format!("/v1/experiments/{EXPERIMENT}/activate"),
-        json!({}),
-    )
-    .await;
+    active_experiment(&stack).await;
 
     // Outside the experiment, then P1 (rest), then P2 (stroop).
     let now = || Timestamp::now().as_micros();
@@ -524,28 +530,7 @@ async fn get(url: &str, token: &str) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_takes_a_query_slot_has_no_timeout_and_fails_whole() {
     let stack = TestStack::start_with(&[("LABSTREAM__COMPACTION__ENABLED", "false")]).await;
-    post(
-        &stack,
-        "/v1/sensor-configs",
-        json!({"sensor_config_id": "bench", "name": "Bench",
-            "sensors": [{"sensor_id": "temp-1", "sensor_type": "temperature"},
-                        {"sensor_id": "co2-1", "sensor_type": "co2"}]}),
-    )
-    .await;
-    post(
-        &stack,
-        "/v1/experiments",
-        json!({"experiment_id": EXPERIMENT, "name": "Export study", "owner": "dr-lee",
-            "sensor_config_id": "bench", "participants": ["P1"],
-            "tasks": [{"task_id": "rest", "name": "Rest"}]}),
-    )
-    .await;
-    post(
-        &stack,
-        &format!("/v1/experiments/{EXPERIMENT}/activate"),
-        json!({}),
-    )
-    .await;
+    active_experiment(&stack).await;
     post(
         &stack,
         &format!("/v1/experiments/{EXPERIMENT}/recordings"),

@@ -43,7 +43,6 @@ fn file_rows(lake: &Path) -> Vec<(String, i64)> {
 /// request every 600 ms: the sink fetches what arrived in up to 500 ms at once, so a
 /// fetched batch holds one request (two at most) and a flush starts near the bound.
 async fn post(stack: &TestStack, requests: i64, per_request: i64, tag_bytes: usize) -> i64 {
-    let client = reqwest::Client::new();
     let tag = "x".repeat(tag_bytes);
     for r in 0..requests {
         let batch: Vec<_> = (0..per_request)
@@ -54,14 +53,7 @@ async fn post(stack: &TestStack, requests: i64, per_request: i64, tag_bytes: usi
                     "tags": {"note": tag}})
             })
             .collect();
-        let resp = client
-            .post(format!("{}/v1/samples?precision=us", stack.url))
-            .bearer_auth(&stack.token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        support::power::post_us(stack, &batch).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
     requests * per_request

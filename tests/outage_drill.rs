@@ -13,7 +13,6 @@ use support::{TestStack, Worker};
 
 /// Posts `requests` batches of 25 samples, numbered from `first`, recording them in `want`.
 async fn ingest(stack: &TestStack, want: &mut Contents, first: i64, requests: i64) {
-    let client = reqwest::Client::new();
     for r in 0..requests {
         let batch: Vec<serde_json::Value> = (0..25i64)
             .map(|i| {
@@ -25,14 +24,7 @@ async fn ingest(stack: &TestStack, want: &mut Contents, first: i64, requests: i6
                 serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
             })
             .collect();
-        let resp = client
-            .post(format!("{}/v1/samples?precision=us", stack.url))
-            .bearer_auth(&stack.token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        support::power::post_us(stack, &batch).await;
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
 }

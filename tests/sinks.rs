@@ -41,18 +41,6 @@ async fn wait_for(stack: &TestStack, db: &mongodb::Database, want: &Contents, wo
     }
 }
 
-/// Posts a JSON batch (µs timestamps) and asserts ingest accepted it.
-async fn post_accepted(client: &reqwest::Client, stack: &TestStack, batch: &[serde_json::Value]) {
-    let resp = client
-        .post(format!("{}/v1/samples?precision=us", stack.url))
-        .bearer_auth(&stack.token)
-        .json(batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
-}
-
 fn group_offsets(stack: &TestStack, group: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &stack.brokers)
@@ -151,7 +139,6 @@ async fn sinks_killed_repeatedly_then_replayed_hold_every_sample_exactly_once() 
 
     // 40 requests of 50 samples, spread over two days and ten sensors.
     let mut want = Contents::new();
-    let client = reqwest::Client::new();
     let mut kills = 0;
     for r in 0..40i64 {
         let batch: Vec<serde_json::Value> = (0..50i64)
@@ -165,14 +152,14 @@ async fn sinks_killed_repeatedly_then_replayed_hold_every_sample_exactly_once() 
             })
             .collect();
         let writes = (mongo_writes(&mongo), lake_writes(&lake));
-        post_accepted(&client, &stack, &batch).await;
+        support::power::post_us(&stack, &batch).await;
         // Every few requests, once both sinks wrote this request's samples (so the
         // restarted processes are past their start and own their partitions), crash
         // both mid-stream (another request just arrived) and start them again.
         if r % 6 == 5 {
             wrote_since(&mongo, "mongo sink wrote a batch", writes.0).await;
             wrote_since(&lake, "lake sink wrote files", writes.1).await;
-            post_accepted(&client, &stack, &batch_after(r, &mut want)).await;
+            support::power::post_us(&stack, &batch_after(r, &mut want)).await;
             mongo.kill9();
             lake.kill9();
             kills += 1;
@@ -334,7 +321,6 @@ async fn two_lake_sinks_sharing_the_partitions_survive_a_member_crash() {
     .await;
 
     let mut want = Contents::new();
-    let client = reqwest::Client::new();
     let post = async |from: i64, to: i64, want: &mut Contents| {
         for r in from..to {
             let batch: Vec<serde_json::Value> = (0..40i64)
@@ -347,7 +333,7 @@ async fn two_lake_sinks_sharing_the_partitions_survive_a_member_crash() {
                     serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
                 })
                 .collect();
-            post_accepted(&client, &stack, &batch).await;
+            support::power::post_us(&stack, &batch).await;
         }
     };
     post(0, 8, &mut want).await;
@@ -402,6 +388,22 @@ async fn two_lake_sinks_sharing_the_partitions_survive_a_member_crash() {
     assert_eq!(contents, want);
 }
 
+/// Waits until `lake` logged three more failed flushes than when called (counting from
+/// the start of its log, which holds every run).
+async fn three_more_failures(lake: &Worker, what: &str) {
+    let failed = || support::count_lines(&lake.logs(), &["lake sink: flush failed; retrying"]);
+    let before = failed();
+    support::eventually(what, Duration::from_secs(30), || async {
+        let n = failed();
+        if n >= before + 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} failures"))
+        }
+    })
+    .await;
+}
+
 /// The lake cannot be written for a while (here its `samples/power` folder is blocked by
 /// a file): the lake sink retries the flush on its writing thread, commits nothing, and a
 /// SIGKILL meanwhile loses nothing; once the lake is writable again every sample is in it
@@ -424,7 +426,6 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
     std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
     std::fs::write(&blocker, b"not a folder").unwrap();
     let mut lake = stack.worker(&["sink", "lake"]);
-    let client = reqwest::Client::new();
     let mut want = Contents::new();
     let mut post = async |from: i64, to: i64| {
         let batch: Vec<serde_json::Value> = (from..to)
@@ -436,7 +437,7 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
                 serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
             })
             .collect();
-        post_accepted(&client, &stack, &batch).await;
+        support::power::post_us(&stack, &batch).await;
     };
     post(0, 300).await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -451,18 +452,7 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
     post(300, 600).await;
     // It consumes the new records and keeps failing: a few more attempts, and still
     // nothing committed.
-    let failed =
-        |w: &Worker| support::count_lines(&w.logs(), &["lake sink: flush failed; retrying"]);
-    let before = failed(&lake);
-    support::eventually("more failed flushes", Duration::from_secs(30), || async {
-        let n = failed(&lake);
-        if n >= before + 3 {
-            Ok(())
-        } else {
-            Err(format!("{n} failures"))
-        }
-    })
-    .await;
+    three_more_failures(&lake, "the sink failing on").await;
     assert_eq!(
         group_offsets(&stack, &group, &topic),
         0,
@@ -470,22 +460,9 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
     );
     // Killed while retrying, started again, still failing for a while.
     lake.kill9();
-    let before = failed(&lake);
     lake.start();
     post(600, 900).await;
-    support::eventually(
-        "the restarted sink failing too",
-        Duration::from_secs(30),
-        || async {
-            let n = failed(&lake);
-            if n >= before + 3 {
-                Ok(())
-            } else {
-                Err(format!("{n} failures"))
-            }
-        },
-    )
-    .await;
+    three_more_failures(&lake, "the restarted sink failing too").await;
     assert_eq!(
         group_offsets(&stack, &group, &topic),
         0,

@@ -287,20 +287,8 @@ impl TestStack {
     /// Waits up to `within` for the binary to end by itself (after a signal the test
     /// sent, or at a crash point) and returns how it ended.
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            let child = self.child.as_mut().expect("not running");
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "labstream still runs after {within:?}:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let log = self.log.clone();
+        wait_exit(&mut self.child, within, "labstream", &log).await
     }
 
     pub fn topic(&self, base: &str) -> String {
@@ -548,6 +536,30 @@ impl Drop for TestStack {
     }
 }
 
+/// Waits up to `within` for `child` to end by itself and returns how it ended (taking
+/// it); panics with `what` and its log if it still runs.
+async fn wait_exit(
+    child: &mut Option<Child>,
+    within: Duration,
+    what: &str,
+    log: &Path,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let running = child.as_mut().expect("not running");
+        if let Some(status) = running.try_wait().unwrap() {
+            *child = None;
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} still runs after {within:?}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A labstream process without HTTP (a sink), which tests kill and restart.
 pub struct Worker {
     args: Vec<String>,
@@ -586,21 +598,8 @@ impl Worker {
     /// Waits up to `within` for the process to end by itself (e.g. at a crash point)
     /// and returns how it ended; panics with its log if it is still running.
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            let child = self.child.as_mut().expect("not running");
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{:?} still runs after {within:?}:\n{}",
-                self.args,
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{:?}", self.args);
+        wait_exit(&mut self.child, within, &what, &self.log).await
     }
 
     /// Process id while it runs.
