@@ -754,7 +754,14 @@ async fn webhooks_get_each_transition_once_also_after_failures_and_a_restart() {
     while receiver.delivered().len() < 6 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A repeat would be sent before the webhook group commits past the events.
+    support::wait_caught_up(
+        &stack.brokers,
+        &format!("t{}-webhooks", stack.id),
+        &stack.topic("alerts.hooks"),
+        Duration::from_secs(60),
+    )
+    .await;
     let mut delivered = receiver.delivered();
     delivered.sort();
     assert_eq!(

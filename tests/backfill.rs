@@ -8,7 +8,7 @@ mod support;
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::TestStack;
 
 const T0_MS: i64 = 1_795_392_000_000; // 2026-11-23T00:00:00Z
@@ -92,36 +92,22 @@ async fn files_are_validated_sent_once_and_duplicates_are_harmless() {
     let db = stack.mongo().await;
     want.insert(("bf-bad".into(), 1_795_392_000_000), 1.0);
     want.insert(("bf-bad".into(), 1_795_392_001_000), 2.0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let got = loop {
-        let docs: Vec<Document> = db
-            .collection::<Document>("samples_power")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        if docs.len() >= want.len() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            break db
-                .collection::<Document>("samples_power")
-                .find(doc! {})
-                .await
-                .unwrap()
-                .try_collect::<Vec<Document>>()
-                .await
-                .unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "MongoDB holds {} of {} samples\n{}",
-            docs.len(),
-            want.len(),
-            mongo.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    // Each sample once, looked at after the sink committed everything it read.
+    support::wait_caught_up(
+        &stack.brokers,
+        &format!("t{}-mongo", stack.id),
+        &topic,
+        Duration::from_secs(60),
+    )
+    .await;
+    let got: Vec<Document> = db
+        .collection::<Document>("samples_power")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     let contents: BTreeMap<(String, i64), f64> = got
         .iter()
         .map(|d| {
@@ -134,7 +120,12 @@ async fn files_are_validated_sent_once_and_duplicates_are_harmless() {
             )
         })
         .collect();
-    assert_eq!(got.len(), want.len(), "each sample once in MongoDB");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "each sample once in MongoDB\n{}",
+        mongo.logs()
+    );
     assert_eq!(contents, want);
     mongo.stop();
     db.drop().await.unwrap();

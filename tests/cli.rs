@@ -164,3 +164,59 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
         );
     }
 }
+
+/// The documented exit statuses: 0 on success, 2 on a command-line usage error, 1 on
+/// any other error with an `error:` line on standard error (141 is above).
+#[test]
+fn exit_statuses_are_as_documented() {
+    let lake = tempfile::tempdir().unwrap();
+    let lake = lake.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_labstream"))
+            .args(args)
+            .env_remove("LABSTREAM_CONFIG")
+            .env("LABSTREAM__AUTH__DISABLED", "true")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["query", "--lake", lake, "SELECT 1 AS one"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for usage in [
+        vec!["--no-such-flag"],
+        vec!["no-such-command"],
+        vec!["query"],
+        vec!["query", "--format", "xml", "SELECT 1"],
+        vec!["replay", "--group", "g"],
+    ] {
+        let (code, stderr) = run(&usage);
+        assert_eq!(code, Some(2), "{usage:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{usage:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{usage:?}: {stderr}");
+    }
+    for failing in [
+        vec!["query", "--lake", lake, "SELEC 1"],
+        vec!["query", "--lake", lake, "DROP TABLE samples_power"],
+        vec!["--config", "/nonexistent/labstream.toml", "config", "check"],
+        vec![
+            "export",
+            "--lake",
+            lake,
+            "--experiment",
+            "none-such",
+            "--output",
+            "/tmp/x.tar",
+        ],
+    ] {
+        let (code, stderr) = run(&failing);
+        assert_eq!(code, Some(1), "{failing:?}: {stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with("error: ")),
+            "{failing:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{failing:?}: {stderr}");
+    }
+}

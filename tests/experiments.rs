@@ -474,10 +474,26 @@ async fn samples_carry_the_recording_they_were_taken_in() {
 async fn a_killed_enrichment_processor_writes_each_sample_once() {
     let stack =
         TestStack::start_with(&[("LABSTREAM__PROCESSORS__ENRICHMENT__ENABLED", "false")]).await;
-    let mut worker = stack.worker(&["process", "enrichment"]);
+    // Static membership: the restarted processor takes its partitions back at once, so
+    // every kill lands on a processor that is reading and writing, not on one waiting
+    // for the dead member's session to expire.
+    let config = stack.dir().join("static.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka.librdkafka]\n\"group.instance.id\" = \"t{}-enrichment-member\"\n",
+            stack.id
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut worker =
+        stack.worker_with(&["process", "enrichment"], &[("LABSTREAM_CONFIG", &config)]);
+    let enriched_topic = stack.topic("samples.enriched");
     let base = now_us() - 60_000_000;
     let mut sent = 0usize;
     for round in 0..6 {
+        let emitted_before = stack.topic_records(&enriched_topic);
         for _ in 0..5 {
             let batch: Vec<Value> = (0..40)
                 .map(|i| {
@@ -495,16 +511,27 @@ async fn a_killed_enrichment_processor_writes_each_sample_once() {
                 .await;
             assert_eq!(status, 202, "{body}");
             sent += 40;
-            tokio::time::sleep(Duration::from_millis(150)).await;
         }
         if round < 5 {
+            // Once the (restarted) processor wrote part of this round, crash it while
+            // the rest is in flight.
+            support::eventually("the processor writing", Duration::from_secs(60), || async {
+                let n = stack.topic_records(&enriched_topic);
+                if n > emitted_before {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{n} records in samples.enriched\n{}",
+                        worker.logs()
+                    ))
+                }
+            })
+            .await;
             worker.kill9();
-            tokio::time::sleep(Duration::from_millis(300)).await;
             worker.start();
         }
     }
-    let enriched: Vec<(String, EnrichedSample)> =
-        stack.read_records(&stack.topic("samples.enriched"), sent);
+    let enriched: Vec<(String, EnrichedSample)> = stack.read_records(&enriched_topic, sent);
     let mut values: Vec<i64> = enriched
         .iter()
         .map(|(_, e)| match e.sample.values["celsius"] {

@@ -5,7 +5,7 @@
 mod support;
 
 use labstream_schemas::{FieldValue, Sample};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use support::TestStack;
 
@@ -206,6 +206,57 @@ async fn every_format_lands_in_samples_raw_with_the_exact_values() {
         &[("open", FieldValue::Bool(true))],
         &[("host", "gw-1")],
     );
+
+    // Other Avro implementations decode the very bytes in Kafka to the same samples,
+    // with each value in the union branch its registry type names: fastavro, and
+    // Apache Avro for Java (which checks the single-object header and fingerprint).
+    let want: BTreeMap<(String, i64), Value> = by_key
+        .iter()
+        .map(|(k, s)| {
+            let values: serde_json::Map<String, Value> = s
+                .values
+                .iter()
+                .map(|(name, v)| {
+                    let tagged = match v {
+                        FieldValue::Double(d) => json!(["double", d]),
+                        FieldValue::Long(l) => json!(["long", l]),
+                        FieldValue::Bool(b) => json!(["boolean", b]),
+                        FieldValue::Str(t) => json!(["string", t]),
+                    };
+                    (name.clone(), tagged)
+                })
+                .collect();
+            let sample = json!({"sensor_id": s.sensor_id.as_str(), "sensor_type": s.sensor_type.as_str(),
+                "ts": s.ts.as_micros(), "seq": s.seq, "values": values, "tags": s.tags});
+            (k.clone(), sample)
+        })
+        .collect();
+    let records: Vec<Vec<u8>> = stack
+        .read_raw(&stack.topic("samples.raw"), 8)
+        .into_iter()
+        .map(|r| r.payload.unwrap())
+        .collect();
+    for (reader, decoded) in [
+        ("fastavro", support::readers::samples_by_fastavro(&records)),
+        (
+            "Java Avro",
+            support::readers::samples_by_java_avro(&records),
+        ),
+    ] {
+        let got: BTreeMap<(String, i64), Value> = decoded
+            .into_iter()
+            .map(|v| {
+                (
+                    (
+                        v["sensor_id"].as_str().unwrap().to_owned(),
+                        v["ts"].as_i64().unwrap(),
+                    ),
+                    v,
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{reader} decodes other samples");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 use support::{PrivateStack, TestStack};
 
@@ -37,9 +37,13 @@ async fn a_kafka_crash_gives_503s_and_loses_or_duplicates_nothing_acknowledged()
 
     let stop = Arc::new(AtomicBool::new(false));
     let clock = Arc::new(AtomicI64::new(1_795_428_000_000_000));
+    // Answers so far: 202s and 503s.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let unavailable = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..3 {
         let (stop, clock) = (stop.clone(), clock.clone());
+        let (accepted, unavailable) = (accepted.clone(), unavailable.clone());
         let url = format!("{}/v1/samples", stack.url);
         let token = stack.token.clone();
         workers.push(tokio::spawn(async move {
@@ -65,6 +69,11 @@ async fn a_kafka_crash_gives_503s_and_loses_or_duplicates_nothing_acknowledged()
                     .send()
                     .await
                     .expect("ingest answers even while Kafka is down");
+                match resp.status().as_u16() {
+                    202 => accepted.fetch_add(1, Ordering::SeqCst),
+                    503 => unavailable.fetch_add(1, Ordering::SeqCst),
+                    _ => 0,
+                };
                 sent.push(Sent {
                     status: resp.status().as_u16(),
                     retry_after: resp
@@ -79,11 +88,52 @@ async fn a_kafka_crash_gives_503s_and_loses_or_duplicates_nothing_acknowledged()
         }));
     }
 
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Load flows, then Kafka dies mid-stream; it stays down until ingest answered 503s
+    // for a while, and load goes on until requests were accepted again after its
+    // restart.
+    let count = |c: &Arc<AtomicUsize>| c.load(Ordering::SeqCst);
+    support::eventually(
+        "requests accepted before the crash",
+        Duration::from_secs(60),
+        || async {
+            let n = count(&accepted);
+            if n >= 30 {
+                Ok(())
+            } else {
+                Err(format!("{n} accepted"))
+            }
+        },
+    )
+    .await;
     kafka.stack(&["kill", "kafka"]);
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    support::eventually(
+        "503s while Kafka is down",
+        Duration::from_secs(60),
+        || async {
+            let n = count(&unavailable);
+            if n >= 6 {
+                Ok(())
+            } else {
+                Err(format!("{n} answered 503"))
+            }
+        },
+    )
+    .await;
     kafka.stack(&["up", "kafka"]);
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    let before = count(&accepted);
+    support::eventually(
+        "requests accepted after the restart",
+        Duration::from_secs(90),
+        || async {
+            let n = count(&accepted) - before;
+            if n >= 30 {
+                Ok(())
+            } else {
+                Err(format!("{n} accepted since the restart"))
+            }
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
 
     let mut sent = Vec::new();

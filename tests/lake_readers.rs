@@ -5,20 +5,8 @@
 mod support;
 
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::Command;
 use support::TestStack;
-
-fn pytools_python() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("infra/local/pytools");
-    let out = Command::new(&script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "infra/local/pytools failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 const READERS: &str = r#"
 import json, sys
@@ -43,7 +31,7 @@ print(json.dumps({"duckdb": duck, "pyarrow": arrow, "schema": schema}))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_and_pyarrow_read_the_same_rows_as_labstream() {
-    let python = pytools_python();
+    let python = support::readers::python();
     let stack = TestStack::start().await;
     let samples: Vec<_> = (0..20)
         .map(|i| {

@@ -83,7 +83,13 @@ async fn mongodb_down_then_back_loses_and_duplicates_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    support::wait_caught_up(
+        &stack.brokers,
+        &format!("t{}-mongo", stack.id),
+        &stack.topic("samples.raw"),
+        Duration::from_secs(60),
+    )
+    .await;
     // Exactly once, by value.
     let mut rows: Vec<(String, i64, f64)> = Vec::new();
     let mut cursor = coll.find(doc! {}).await.unwrap();

@@ -13,7 +13,6 @@ use support::{TestStack, Worker};
 
 /// Posts `requests` batches of 25 samples, numbered from `first`, recording them in `want`.
 async fn ingest(stack: &TestStack, want: &mut Contents, first: i64, requests: i64) {
-    let client = reqwest::Client::new();
     for r in 0..requests {
         let batch: Vec<serde_json::Value> = (0..25i64)
             .map(|i| {
@@ -25,14 +24,7 @@ async fn ingest(stack: &TestStack, want: &mut Contents, first: i64, requests: i6
                 serde_json::json!({"sensor_id": id, "sensor_type": "power", "ts": ts, "values": {"watts": watts}})
             })
             .collect();
-        let resp = client
-            .post(format!("{}/v1/samples?precision=us", stack.url))
-            .bearer_auth(&stack.token)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        support::power::post_us(stack, &batch).await;
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
 }
@@ -113,7 +105,7 @@ async fn sinks_stopped_restarted_and_replayed_hold_every_sample_exactly_once() {
     lake.start();
     ingest(&stack, &mut want, 1000, 10).await;
     wait_for_all(&stack, &db, &want, &[&mongo, &lake]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    caught_up(&stack).await;
     assert_exactly(&stack, &db, &want, "after the restart").await;
 
     // Replay from before the outage. Refused while a worker of the group runs.
@@ -185,7 +177,7 @@ async fn sinks_stopped_restarted_and_replayed_hold_every_sample_exactly_once() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    caught_up(&stack).await;
     assert_exactly(&stack, &db, &want, "after the replay").await;
     assert_eq!(
         stack.lake_files(),
@@ -200,6 +192,28 @@ async fn sinks_stopped_restarted_and_replayed_hold_every_sample_exactly_once() {
     mongo.stop();
     lake.stop();
     db.drop().await.unwrap();
+}
+
+/// Waits until both sink groups committed to the end of what they read (enrichment
+/// included): anything they would write twice is written by then.
+async fn caught_up(stack: &TestStack) {
+    let enrichment = format!("t{}-enrichment", stack.id);
+    support::wait_caught_up(
+        &stack.brokers,
+        &enrichment,
+        &stack.topic("samples.raw"),
+        Duration::from_secs(60),
+    )
+    .await;
+    for (group, topic) in [("mongo", "samples.raw"), ("lake", "samples.enriched")] {
+        support::wait_caught_up(
+            &stack.brokers,
+            &format!("t{}-{group}", stack.id),
+            &stack.topic(topic),
+            Duration::from_secs(60),
+        )
+        .await;
+    }
 }
 
 /// Records the group has still to read in the topic its role reads.

@@ -60,43 +60,27 @@ async fn fetch(stack: &TestStack, format: &str, sql: &str) -> (u16, String, Vec<
     (status, content_type, r.bytes().await.unwrap().to_vec())
 }
 
-/// (sensor_id, celsius, date) of every row of `batches`.
-fn rows_of(batches: &[arrow::record_batch::RecordBatch]) -> Vec<(String, f64, String)> {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::Float64Type;
-    let mut out = Vec::new();
-    for b in batches {
-        let sensor = b.column_by_name("sensor_id").unwrap();
-        let sensor = arrow::compute::cast(sensor, &arrow::datatypes::DataType::Utf8).unwrap();
-        let date = arrow::compute::cast(
-            b.column_by_name("date").unwrap(),
-            &arrow::datatypes::DataType::Utf8,
-        )
-        .unwrap();
-        let celsius = b.column_by_name("celsius").unwrap();
-        for i in 0..b.num_rows() {
-            assert!(!celsius.is_null(i));
-            out.push((
-                sensor.as_string::<i32>().value(i).to_owned(),
-                celsius.as_primitive::<Float64Type>().value(i),
-                date.as_string::<i32>().value(i).to_owned(),
-            ));
-        }
-    }
-    out
+/// (sensor_id, celsius, date) of the posted samples in the order of
+/// `ORDER BY date, sensor_id, ts`: the expected rows, from the input alone.
+fn expected_rows() -> Vec<(String, f64, String)> {
+    let mut rows: Vec<(String, String, String, f64)> = samples()
+        .iter()
+        .map(|s| {
+            let ts = s["ts"].as_str().unwrap().to_owned();
+            (
+                ts[..10].to_owned(),
+                s["sensor_id"].as_str().unwrap().to_owned(),
+                ts,
+                s["values"]["celsius"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    rows.into_iter().map(|(d, id, _, c)| (id, c, d)).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_format_reads_back_to_the_same_rows() {
-    let stack = stack_with_samples().await;
-    let sql =
-        "SELECT sensor_id, celsius, date FROM samples_temperature ORDER BY date, sensor_id, ts";
-
-    let (status, content_type, body) = fetch(&stack, "json", sql).await;
-    assert_eq!((status, content_type.as_str()), (200, "application/json"));
-    let json: Vec<Value> = serde_json::from_slice(&body).unwrap();
-    let expected: Vec<(String, f64, String)> = json
-        .iter()
+fn json_rows(rows: &[Value]) -> Vec<(String, f64, String)> {
+    rows.iter()
         .map(|r| {
             (
                 r["sensor_id"].as_str().unwrap().to_owned(),
@@ -104,12 +88,48 @@ async fn every_format_reads_back_to_the_same_rows() {
                 r["date"].as_str().unwrap().to_owned(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Reads an Arrow IPC stream and a Parquet file (query results) with pyarrow, and the
+/// lake's temperature files with DuckDB (the same query), as rows of
+/// [sensor_id, celsius, date] with the type each gave `date`.
+const READERS: &str = r#"
+import json, sys
+import duckdb, pyarrow as pa, pyarrow.parquet as pq
+arrow_file, parquet_file, lake = sys.argv[1:4]
+def rows(table):
+    return [[r["sensor_id"], r["celsius"], str(r["date"])] for r in table.to_pylist()]
+with pa.OSFile(arrow_file, "rb") as f:
+    arrow = pa.ipc.open_stream(f).read_all()
+parquet = pq.read_table(parquet_file)
+duck = duckdb.connect().execute(f"""
+    SELECT sensor_id, celsius, CAST("date" AS VARCHAR) FROM read_parquet(
+        '{lake}/samples/temperature/**/*.parquet', hive_partitioning = true)
+    ORDER BY "date", sensor_id, ts""").fetchall()
+print(json.dumps({
+    "arrow": rows(arrow), "arrow_date": str(arrow.schema.field("date").type),
+    "parquet": rows(parquet), "parquet_date": str(parquet.schema.field("date").type),
+    "duckdb": [list(r) for r in duck],
+}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_format_reads_back_to_the_same_rows() {
+    let stack = stack_with_samples().await;
+    let sql =
+        "SELECT sensor_id, celsius, date FROM samples_temperature ORDER BY date, sensor_id, ts";
+    let expected = expected_rows();
     assert_eq!(expected.len(), 30);
     assert_eq!(
         expected[0],
         ("fridge-0".to_owned(), 0.0, "2026-11-20".to_owned())
     );
+
+    let (status, content_type, body) = fetch(&stack, "json", sql).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let json: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json_rows(&json), expected, "JSON");
 
     let (_, content_type, body) = fetch(&stack, "ndjson", sql).await;
     assert_eq!(content_type, "application/x-ndjson");
@@ -118,7 +138,7 @@ async fn every_format_reads_back_to_the_same_rows() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(ndjson, json);
+    assert_eq!(json_rows(&ndjson), expected, "NDJSON");
 
     let (_, content_type, body) = fetch(&stack, "csv", sql).await;
     assert_eq!(content_type, "text/csv; charset=utf-8");
@@ -131,30 +151,51 @@ async fn every_format_reads_back_to_the_same_rows() {
             (f[0].to_owned(), f[1].parse().unwrap(), f[2].to_owned())
         })
         .collect();
-    assert_eq!(from_csv, expected);
+    assert_eq!(from_csv, expected, "CSV");
 
-    let (_, content_type, body) = fetch(&stack, "arrow", sql).await;
+    // Arrow IPC and Parquet read by pyarrow, and DuckDB's answer over the lake's files.
+    let (_, content_type, arrow) = fetch(&stack, "arrow", sql).await;
     assert_eq!(content_type, "application/vnd.apache.arrow.stream");
-    let reader =
-        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
-    assert_eq!(
-        reader.schema().field_with_name("date").unwrap().data_type(),
-        &arrow::datatypes::DataType::Date32
-    );
-    let batches: Vec<_> = reader.map(Result::unwrap).collect();
-    assert_eq!(rows_of(&batches), expected);
-
-    let (_, content_type, body) = fetch(&stack, "parquet", sql).await;
+    let (_, content_type, parquet) = fetch(&stack, "parquet", sql).await;
     assert_eq!(content_type, "application/vnd.apache.parquet");
-    let batches: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        axum::body::Bytes::from(body),
-    )
-    .unwrap()
-    .build()
-    .unwrap()
-    .map(Result::unwrap)
-    .collect();
-    assert_eq!(rows_of(&batches), expected);
+    let arrow_file = stack.dir().join("result.arrow");
+    let parquet_file = stack.dir().join("result.parquet");
+    std::fs::write(&arrow_file, arrow).unwrap();
+    std::fs::write(&parquet_file, parquet).unwrap();
+    let theirs = support::readers::python_json(
+        READERS,
+        &[
+            arrow_file.as_os_str(),
+            parquet_file.as_os_str(),
+            stack.lake.as_os_str(),
+        ],
+    );
+    let as_rows = |v: &Value| -> Vec<(String, f64, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap().to_owned(),
+                    r[1].as_f64().unwrap(),
+                    r[2].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        as_rows(&theirs["arrow"]),
+        expected,
+        "Arrow IPC read by pyarrow"
+    );
+    assert_eq!(theirs["arrow_date"], "date32[day]");
+    assert_eq!(
+        as_rows(&theirs["parquet"]),
+        expected,
+        "Parquet read by pyarrow"
+    );
+    assert_eq!(theirs["parquet_date"], "date32[day]");
+    assert_eq!(as_rows(&theirs["duckdb"]), expected, "DuckDB over the lake");
 
     // The Accept header chooses too, and a large result streams whole.
     let r = reqwest::Client::new()

@@ -130,9 +130,12 @@ impl TransactionalProducer {
                 .map_err(txn_error)?;
         }
         self.await_deliveries();
+        labstream_schemas::crash_point("kafka.transaction.before_commit");
         self.inner
             .commit_transaction(self.timeout)
-            .map_err(txn_error)
+            .map_err(txn_error)?;
+        labstream_schemas::crash_point("kafka.transaction.after_commit");
+        Ok(())
     }
 
     /// Commits the open transaction without consumer offsets (command handlers).

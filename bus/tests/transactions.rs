@@ -128,7 +128,13 @@ async fn outputs_and_consumer_offsets_commit_together() {
     let consumer = BatchConsumer::new(&config, &group, &[&input]).unwrap();
     let producer = TransactionalProducer::new(&config, &unique("proc")).unwrap();
     let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seen.len() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 10 records within 60 s",
+            seen.len()
+        );
         seen.extend(
             consumer
                 .next_batch(10, Duration::from_millis(500), &cancel)
@@ -149,7 +155,13 @@ async fn outputs_and_consumer_offsets_commit_together() {
         .unwrap();
 
     let mut again = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while again.len() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 10 records within 60 s",
+            again.len()
+        );
         again.extend(
             consumer
                 .next_batch(10, Duration::from_millis(500), &cancel)

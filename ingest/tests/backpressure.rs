@@ -13,6 +13,10 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 fn app(config: IngestConfig) -> axum::Router {
+    app_with_metrics(config, IngestMetrics::register(&mut Default::default()))
+}
+
+fn app_with_metrics(config: IngestConfig, metrics: IngestMetrics) -> axum::Router {
     let kafka = KafkaConfig {
         // Nothing listens on port 1: every produce waits until the deadline.
         brokers: "127.0.0.1:1".into(),
@@ -25,7 +29,7 @@ fn app(config: IngestConfig) -> axum::Router {
         registry: Arc::new(Registry::default_lab()),
         codec: Codec::new(),
         config,
-        metrics: IngestMetrics::register(&mut Default::default()),
+        metrics,
         auth: None,
     })
 }
@@ -52,13 +56,25 @@ async fn json(response: axum::response::Response) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_in_flight_budget_is_429_and_an_unacknowledged_write_is_503() {
-    let app = app(IngestConfig {
-        max_body_bytes: 1000,
-        max_in_flight_bytes: 1000,
-        ..IngestConfig::default()
-    });
+    let metrics = IngestMetrics::register(&mut Default::default());
+    let app = app_with_metrics(
+        IngestConfig {
+            max_body_bytes: 1000,
+            max_in_flight_bytes: 1000,
+            ..IngestConfig::default()
+        },
+        metrics.clone(),
+    );
     let waiting = tokio::spawn(app.clone().oneshot(request(600)));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the first request holds its share of the budget (it waits for Kafka).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.in_flight_bytes.get() < 600 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first request never reserved its bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let busy = app.clone().oneshot(request(600)).await.unwrap();
     assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);

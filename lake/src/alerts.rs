@@ -4,7 +4,7 @@
 //! in the lake never writes an event twice.
 
 use crate::error::{Error, Result};
-use crate::file::write_batch;
+use crate::file::{Staging, write_batch};
 use crate::layout::PartFile;
 use crate::tables::alerts_batch;
 use labstream_schemas::AlertEvent;
@@ -43,7 +43,7 @@ pub fn write_events(
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    write_batch(&dir, &part.file_name(), &batch, props)?;
+    write_batch(&dir, &part.file_name(), &batch, props, Staging::Table)?;
     Ok(Some(last.0))
 }
 

@@ -5,7 +5,7 @@
 //! half of one.
 
 use crate::error::{Error, Result};
-use crate::file::write_batch;
+use crate::file::{Staging, write_batch};
 use crate::tables::{
     EXPERIMENTS_TABLE, RECORDINGS_TABLE, experiments_batch, recordings_batch, table_file,
 };
@@ -34,7 +34,7 @@ fn replace(path: &Path, batch: &RecordBatch) -> Result<()> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    write_batch(dir, &name, batch, props)?;
+    write_batch(dir, &name, batch, props, Staging::Table)?;
     Ok(())
 }
 

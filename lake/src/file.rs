@@ -10,18 +10,49 @@ use parquet::file::properties::WriterProperties;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// Writes `dir/name` whole: `write` fills the temporary file `dir/.<name><tmp_suffix>`
-/// and hands the file back; it is synced, renamed and the folder synced. When anything
+/// Who puts a file in place: its temporary name's suffix, and the crash point (a test
+/// hook, `labstream_schemas::crash_point`) between the sync and the rename, differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staging {
+    /// A sink's file of new rows (`.tmp`).
+    Sink,
+    /// A compaction output (`.compact.tmp`: only one compaction runs at a time, so any
+    /// such file at the start of a run is left from a crash).
+    Compaction,
+    /// A table replaced whole (experiments, recordings) or an alerts file (`.tmp`).
+    Table,
+}
+
+impl Staging {
+    /// The suffix of the temporary name `.<name><suffix>`.
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Staging::Sink | Staging::Table => ".tmp",
+            Staging::Compaction => ".compact.tmp",
+        }
+    }
+
+    fn crash_point(self) -> &'static str {
+        match self {
+            Staging::Sink => "lake.written_before_rename",
+            Staging::Compaction => "compaction.merged_before_rename",
+            Staging::Table => "lake.table_written_before_rename",
+        }
+    }
+}
+
+/// Writes `dir/name` whole: `write` fills the temporary file `dir/.<name><suffix>` and
+/// hands the file back; it is synced, renamed and the folder synced. When anything
 /// fails the temporary file is removed and no file of that name appears.
 pub fn write_whole<T>(
     dir: &Path,
     name: &str,
-    tmp_suffix: &str,
+    staging: Staging,
     write: impl FnOnce(File, &Path) -> Result<(File, T)>,
 ) -> Result<(PathBuf, T)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let final_path = dir.join(name);
-    let tmp_path = dir.join(format!(".{name}{tmp_suffix}"));
+    let tmp_path = dir.join(format!(".{name}{}", staging.suffix()));
     let written = File::create(&tmp_path)
         .map_err(|e| Error::io(&tmp_path, e))
         .and_then(|file| write(file, &tmp_path))
@@ -36,6 +67,7 @@ pub fn write_whole<T>(
             return Err(e);
         }
     };
+    labstream_schemas::crash_point(staging.crash_point());
     if let Err(e) = std::fs::rename(&tmp_path, &final_path) {
         let _ = std::fs::remove_file(&tmp_path);
         return Err(Error::io(&final_path, e));
@@ -52,8 +84,9 @@ pub fn write_batch(
     name: &str,
     batch: &RecordBatch,
     properties: WriterProperties,
+    staging: Staging,
 ) -> Result<PathBuf> {
-    write_whole(dir, name, ".tmp", |file, _| {
+    write_whole(dir, name, staging, |file, _| {
         let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
             .map_err(|e| Error::Parquet(e.to_string()))?;
         writer
@@ -94,7 +127,14 @@ mod tests {
     fn a_file_appears_whole_under_its_name_and_nothing_else_remains() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("a/b");
-        let path = write_batch(&dir, "x.parquet", &batch(), WriterProperties::default()).unwrap();
+        let path = write_batch(
+            &dir,
+            "x.parquet",
+            &batch(),
+            WriterProperties::default(),
+            Staging::Sink,
+        )
+        .unwrap();
         assert_eq!(path, dir.join("x.parquet"));
         assert_eq!(names(&dir), ["x.parquet"]);
         let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -111,7 +151,7 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_neither_the_file_nor_its_temporary() {
         let root = tempfile::tempdir().unwrap();
-        let err = write_whole(root.path(), "x.parquet", ".tmp", |file, tmp| {
+        let err = write_whole(root.path(), "x.parquet", Staging::Sink, |file, tmp| {
             assert!(tmp.exists());
             drop(file);
             Err::<(File, ()), _>(Error::Parquet("no".into()))
@@ -130,6 +170,7 @@ mod tests {
             "x.parquet",
             &batch(),
             WriterProperties::default(),
+            Staging::Table,
         )
         .unwrap();
         assert_ne!(

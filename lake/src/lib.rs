@@ -24,6 +24,6 @@ pub use compact::{
     compact_with_progress,
 };
 pub use error::{Error, Result};
-pub use file::{write_batch, write_whole};
+pub use file::{Staging, write_batch, write_whole};
 pub use layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR};
 pub use writer::{Added, LakeWriter, LogPosition, PendingFlush};

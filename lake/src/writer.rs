@@ -3,7 +3,7 @@
 
 use crate::batch::ColumnBuffer;
 use crate::error::{Error, Result};
-use crate::file::write_batch;
+use crate::file::{Staging, write_batch};
 use crate::layout::{NO_EXPERIMENT, PartFile, SAMPLES_DIR, table_dir};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
@@ -583,8 +583,9 @@ fn write_file(
     batch: &RecordBatch,
     max_row_group_rows: usize,
 ) -> Result<PathBuf> {
+    labstream_schemas::crash_point("lake.before_write");
     let props = writer_properties(max_row_group_rows, batch.num_rows() as u64);
-    write_batch(dir, name, batch, props)
+    write_batch(dir, name, batch, props, Staging::Sink)
 }
 
 #[cfg(test)]

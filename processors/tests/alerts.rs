@@ -102,8 +102,10 @@ impl Setup {
             .unwrap();
     }
 
-    /// Reads `alerts.<name>` (committed only) until it holds `n` events or `within` passed,
-    /// then a little longer to catch any extra one.
+    /// Reads `alerts.<name>` (committed only) until it holds `n` events or `within`
+    /// passed; then, once the processor committed every sample (its transactions hold
+    /// the events with the offsets), whatever else the topic holds: an extra event
+    /// would be there by then.
     async fn alerts(&self, name: &str, n: usize, within: Duration) -> Vec<AlertEvent> {
         let topic = self.topics.alerts_topic(name);
         labstream_bus::ensure_topics(
@@ -128,7 +130,7 @@ impl Setup {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        self.caught_up(within).await;
         for r in reader.read_to_end(Duration::from_secs(10)).await.unwrap() {
             events.push(
                 self.codec
@@ -137,6 +139,109 @@ impl Setup {
             );
         }
         events
+    }
+}
+
+impl Setup {
+    /// Waits until the processor's group has committed every record of `samples.raw`.
+    async fn caught_up(&self, within: Duration) {
+        let admin = labstream_bus::GroupAdmin::new(&self.kafka, &self.config.group_id).unwrap();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let lag: i64 = admin
+                .offsets(&self.topics.samples_raw())
+                .await
+                .unwrap()
+                .iter()
+                .map(labstream_bus::PartitionOffsets::lag)
+                .sum();
+            if lag == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the alerts processor did not commit the samples within {within:?}: lag {lag}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts the processor in a process of its own (this test binary, running only
+    /// `alerts_processor_process`), with static group membership so a restart takes
+    /// its partitions back at once; its log goes to `log`.
+    fn spawn_process(&self, log: &std::path::Path) -> std::process::Child {
+        let mut kafka = self.kafka.clone();
+        kafka.librdkafka.insert(
+            "group.instance.id".into(),
+            format!("{}-process", self.config.group_id),
+        );
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "alerts_processor_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(
+                PROCESS,
+                serde_json::to_string(&(&kafka, &self.config)).unwrap(),
+            )
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// The settings of `alerts_processor_process`, as JSON (KafkaConfig, AlertsConfig).
+const PROCESS: &str = "LABSTREAM_TEST_ALERTS_PROCESS";
+
+/// Not a test by itself: the alerts processor as a process of its own, which
+/// `a_crashed_processor_neither_repeats_nor_loses_a_transition` starts and SIGKILLs.
+#[test]
+#[ignore = "started as a process by the crash test"]
+fn alerts_processor_process() {
+    let Ok(settings) = std::env::var(PROCESS) else {
+        return;
+    };
+    let (kafka, config): (KafkaConfig, AlertsConfig) = serde_json::from_str(&settings).unwrap();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let processor = config
+            .build(&kafka, Some(Registry::default_lab()))
+            .await
+            .unwrap();
+        tracing::info!("processor process running");
+        processor.run(CancellationToken::new()).await.unwrap();
+    });
+}
+
+/// Waits until `log` has at least `n` lines with all of `parts`; panics after `within`.
+async fn wait_log(log: &std::path::Path, parts: &[&str], n: usize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count();
+        if found >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} lines with {parts:?} not within {within:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -233,25 +338,54 @@ async fn a_crashed_processor_neither_repeats_nor_loses_a_transition() {
     .await;
     let base = seconds_ago(60);
     // Several sensors, so crossings and recoveries land in different batches and
-    // partitions; the processor is killed (its task dropped, its transaction left
-    // open) at different points and restarted with the same instance id.
+    // partitions. The processor runs as a process of its own and is SIGKILLed the
+    // moment it has evaluated transitions (their transaction open or just committed),
+    // then started again with the same instance id (transactional id).
     let sensors = ["s-1", "s-2", "s-3", "s-4"];
-    let (_c, handle) = s.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("processor.log");
+    let mut process = s.spawn_process(&log);
+    wait_log(
+        &log,
+        &["processor process running"],
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
     for (i, sensor) in sensors.iter().enumerate() {
         s.post(sensor, plus(base, 0), 5.0).await;
         s.post(sensor, plus(base, 1), 9.0 + i as f64).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    handle.abort();
-    let _ = handle.await;
-    let (_c, handle) = s.start().await;
+    wait_log(
+        &log,
+        &["alert transition", "status=firing"],
+        4,
+        Duration::from_secs(60),
+    )
+    .await;
+    process.kill().unwrap();
+    process.wait().unwrap();
+
+    let mut process = s.spawn_process(&log);
     for sensor in &sensors[..2] {
         s.post(sensor, plus(base, 2), 4.0).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    handle.abort();
-    let _ = handle.await;
-    let (cancel, handle) = s.start().await;
+    wait_log(
+        &log,
+        &["alert transition", "status=resolved"],
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("alerts: state restored"),
+        "the restarted processor restored the machines' state:\n{text}"
+    );
+
+    let mut process = s.spawn_process(&log);
     for sensor in &sensors[2..] {
         s.post(sensor, plus(base, 2), 4.0).await;
     }
@@ -272,9 +406,14 @@ async fn a_crashed_processor_neither_repeats_nor_loses_a_transition() {
             ]
         })
         .collect();
-    assert_eq!(summary(&events), expected);
-    cancel.cancel();
-    handle.await.unwrap();
+    assert_eq!(
+        summary(&events),
+        expected,
+        "processor log:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    process.kill().unwrap();
+    process.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,15 +468,40 @@ async fn changed_and_deleted_rules_take_effect_without_restart() {
     let (cancel, handle) = s.start().await;
     let base = seconds_ago(60);
     s.post("room-1", base, 7.0).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Evaluated under revision 1 (below its threshold): nothing fires.
+    s.caught_up(Duration::from_secs(30)).await;
     r.condition = AlertCondition::Above {
         threshold: 6.0,
         recovery: None,
     };
     r.revision = 2;
     s.put_rule(&r).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    s.post("room-1", plus(base, 1), 7.0).await;
+    // The same value again until revision 2 is in force: the first sample it sees fires.
+    let topic = s.topics.alerts_topic("changes");
+    labstream_bus::ensure_topics(
+        &s.kafka,
+        &[TopicSpec::new(topic.clone(), s.config.topic_partitions)],
+    )
+    .await
+    .unwrap();
+    let reader = LogReader::new(&s.kafka, &topic).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for k in 1.. {
+        s.post("room-1", plus(base, k), 7.0).await;
+        s.caught_up(Duration::from_secs(30)).await;
+        if !reader
+            .read_to_end(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "revision 2 of the rule never took effect"
+        );
+    }
     let events = s.alerts("changes", 1, Duration::from_secs(30)).await;
     assert_eq!(
         summary(&events),

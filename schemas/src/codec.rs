@@ -204,7 +204,11 @@ pub struct SchemaVersion {
     pub name: &'static str,
     pub version: u32,
     pub schema: Schema,
+    /// What `encode` writes: the CRC-64-AVRO fingerprint other Avro libraries compute.
     pub fingerprint: u64,
+    /// What labstream wrote before it followed the specification's canonical form for
+    /// primitives with a logical type; still read.
+    pub legacy_fingerprint: u64,
 }
 
 /// Encodes with the newest version of each record; decodes any known version.
@@ -218,8 +222,9 @@ struct Inner {
     versions: Vec<SchemaVersion>,
     by_fingerprint: HashMap<u64, usize>,
     latest: HashMap<&'static str, usize>,
-    /// Fingerprints of the current Sample and EnrichedSample, read by `decode_view`.
-    view_fingerprints: [u64; 2],
+    /// Fingerprints (current and legacy) of the current Sample and EnrichedSample,
+    /// read by `decode_view`.
+    view_fingerprints: [[u64; 2]; 2],
 }
 
 impl Codec {
@@ -232,20 +237,26 @@ impl Codec {
             let schema = Schema::parse_str(text)
                 .unwrap_or_else(|e| panic!("embedded schema {name} v{version} is invalid: {e}"));
             let fingerprint = fingerprint_of(&schema);
+            let legacy_fingerprint = rabin(schema.canonical_form().as_bytes());
             let index = versions.len();
             versions.push(SchemaVersion {
                 name,
                 version: *version,
                 schema,
                 fingerprint,
+                legacy_fingerprint,
             });
             by_fingerprint.insert(fingerprint, index);
+            by_fingerprint.insert(legacy_fingerprint, index);
             let newest = latest.entry(name).or_insert(index);
             if versions[*newest].version < *version {
                 *newest = index;
             }
         }
-        let fingerprint = |name: &str| versions[latest[name]].fingerprint;
+        let fingerprint = |name: &str| {
+            let v = &versions[latest[name]];
+            [v.fingerprint, v.legacy_fingerprint]
+        };
         let view_fingerprints = [
             fingerprint(<crate::Sample as AvroRecord>::NAME),
             fingerprint(<crate::experiment::EnrichedSample as AvroRecord>::NAME),
@@ -310,9 +321,9 @@ impl Codec {
         let fingerprint = header_fingerprint(bytes)?;
         let [sample, enriched] = self.inner.view_fingerprints;
         let body = &bytes[HEADER_LEN..];
-        if fingerprint == sample {
+        if sample.contains(&fingerprint) {
             Some(SampleView::read(body, false))
-        } else if fingerprint == enriched {
+        } else if enriched.contains(&fingerprint) {
             Some(SampleView::read(body, true))
         } else {
             None
@@ -365,9 +376,25 @@ impl Default for Codec {
     }
 }
 
-/// CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form.
+/// CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form, as the
+/// Avro specification defines it (and Java's `SchemaNormalization`, fastavro, ...).
 pub fn fingerprint_of(schema: &Schema) -> u64 {
-    rabin(schema.canonical_form().as_bytes())
+    rabin(canonical_form(schema).as_bytes())
+}
+
+/// The Parsing Canonical Form. apache-avro strips a primitive's `logicalType` but leaves
+/// it as `{"type":"long"}` where the specification's [PRIMITIVES] rule makes it `"long"`;
+/// in a canonical form (no whitespace, only the kept attributes) that object can only be
+/// such a primitive, so it is replaced by the bare name.
+fn canonical_form(schema: &Schema) -> String {
+    const PRIMITIVES: [&str; 8] = [
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    ];
+    let mut form = schema.canonical_form();
+    for p in PRIMITIVES {
+        form = form.replace(&format!("{{\"type\":\"{p}\"}}"), &format!("\"{p}\""));
+    }
+    form
 }
 
 const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
@@ -418,6 +445,39 @@ mod tests {
             tags: BTreeMap::from([("room".to_owned(), "lab-2".to_owned())]),
             received_at: Timestamp::from_micros(1_795_428_000_200_000),
         }
+    }
+
+    #[test]
+    fn fingerprints_follow_the_canonical_form_of_the_specification() {
+        // A timestamp-micros long is "long" in the canonical form (Java's
+        // SchemaNormalization, fastavro): what other libraries look the header up by.
+        let schema = Schema::parse_str(
+            r#"{"type": "record", "name": "T", "namespace": "x", "fields": [
+                {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+                {"name": "n", "type": "long"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_form(&schema),
+            r#"{"name":"x.T","type":"record","fields":[{"name":"ts","type":"long"},{"name":"n","type":"long"}]}"#
+        );
+        let plain = Schema::parse_str(
+            r#"{"type": "record", "name": "T", "namespace": "x", "fields": [
+                {"name": "ts", "type": "long"}, {"name": "n", "type": "long"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(fingerprint_of(&schema), fingerprint_of(&plain));
+        // Records written with the earlier fingerprint are still read.
+        let codec = Codec::new();
+        let writer = codec.writer_schema("labstream.Sample").unwrap();
+        assert_ne!(writer.fingerprint, writer.legacy_fingerprint);
+        let mut bytes = codec.encode(&sample()).unwrap();
+        bytes[2..10].copy_from_slice(&writer.legacy_fingerprint.to_le_bytes());
+        assert_eq!(codec.decode::<Sample>(&bytes).unwrap(), sample());
+        assert_eq!(
+            codec.decode_view(&bytes).unwrap().unwrap().sensor_id,
+            "door-3"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod alert;
 pub mod alert_rule;
 pub mod auth;
 mod codec;
+mod crash_point;
 mod error;
 pub mod experiment;
 mod ids;
@@ -21,6 +22,7 @@ pub use alert::{
     alert_key,
 };
 pub use codec::{AvroRecord, Codec, SchemaVersion, fingerprint_of};
+pub use crash_point::{CRASH_POINT_VAR, crash_point};
 pub use error::{Error, Result};
 pub use ids::{
     ExperimentId, ParticipantId, RecordingId, SensorConfigId, SensorId, SensorType, TaskId,

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod power;
+pub mod readers;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::net::TcpListener;
@@ -214,14 +215,43 @@ impl TestStack {
 
     /// Starts another labstream process with the same settings, e.g. `["sink", "lake"]`.
     pub fn worker(&self, args: &[&str]) -> Worker {
-        let mut w = Worker {
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-            env: self.env.clone(),
-            log: self.dir.path().join(format!("{}.log", args.join("-"))),
-            child: None,
-        };
+        self.worker_with(args, &[])
+    }
+
+    /// `worker` with settings of its own on top (e.g. another `http.listen`).
+    pub fn worker_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Worker {
+        let mut w = self.idle_worker(args, extra_env);
         w.start();
         w
+    }
+
+    /// `worker_with`, not started yet (e.g. to start it with a test hook for one run).
+    pub fn idle_worker(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Worker {
+        let mut env = self.env.clone();
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let mut name = args.join("-");
+        let mut n = 1;
+        while self.dir.path().join(format!("{name}.log")).exists() {
+            n += 1;
+            name = format!("{}-{n}", args.join("-"));
+        }
+        let log = self.dir.path().join(format!("{name}.log"));
+        std::fs::write(&log, b"").unwrap();
+        Worker {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env,
+            log,
+            child: None,
+        }
+    }
+
+    /// The settings every process of this stack gets (`LABSTREAM__*`).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     pub fn logs(&self) -> String {
@@ -247,6 +277,18 @@ impl TestStack {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Process id of the running binary.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits up to `within` for the binary to end by itself (after a signal the test
+    /// sent, or at a crash point) and returns how it ended.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let log = self.log.clone();
+        wait_exit(&mut self.child, within, "labstream", &log).await
     }
 
     pub fn topic(&self, base: &str) -> String {
@@ -359,7 +401,34 @@ impl TestStack {
         topic: &str,
         n: usize,
     ) -> Vec<(String, T)> {
+        let codec = labstream_schemas::Codec::new();
+        self.read_raw(topic, n)
+            .into_iter()
+            .map(|r| {
+                let key = String::from_utf8(r.key.expect("a key")).unwrap();
+                (key, codec.decode(&r.payload.expect("a value")).unwrap())
+            })
+            .collect()
+    }
+
+    /// Every committed record of `topic` from the beginning, as bytes: waits until
+    /// there are at least `n` (or 30 s passed), then reads on until every partition
+    /// reported its end after its last record, so a record beyond `n` (a duplicate)
+    /// that is already committed shows up too. The end of a read_committed read is
+    /// the last stable offset.
+    pub fn read_raw(&self, topic: &str, n: usize) -> Vec<RawRecord> {
+        self.read_raw_isolated(topic, n, "read_committed")
+    }
+
+    /// `read_raw` with isolation.level=read_uncommitted: also the records of aborted
+    /// (and open) transactions, as they lie in the log.
+    pub fn read_raw_uncommitted(&self, topic: &str, n: usize) -> Vec<RawRecord> {
+        self.read_raw_isolated(topic, n, "read_uncommitted")
+    }
+
+    fn read_raw_isolated(&self, topic: &str, n: usize, isolation: &str) -> Vec<RawRecord> {
         use rdkafka::Message;
+        use rdkafka::message::Headers;
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set(
@@ -368,33 +437,63 @@ impl TestStack {
             )
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
+            .set("enable.partition.eof", "true")
             .create()
             .unwrap();
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .unwrap();
+        let partitions = metadata.topics()[0].partitions().len();
+        assert!(partitions > 0, "topic {topic} does not exist");
         let mut tpl = rdkafka::TopicPartitionList::new();
         for p in metadata.topics()[0].partitions() {
             tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
                 .unwrap();
         }
         consumer.assign(&tpl).unwrap();
-        let codec = labstream_schemas::Codec::new();
         let mut out = Vec::new();
+        let mut at_end = std::collections::HashSet::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while out.len() < n && Instant::now() < deadline {
-            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-                let m = m.unwrap();
-                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-                out.push((key, codec.decode(m.payload().unwrap()).unwrap()));
+        loop {
+            if out.len() >= n && at_end.len() == partitions {
+                break;
             }
-        }
-        // Anything beyond n that is already there shows up too.
-        while let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.unwrap();
-            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-            out.push((key, codec.decode(m.payload().unwrap()).unwrap()));
+            if Instant::now() >= deadline {
+                assert!(out.len() < n, "{topic} was not read to its end within 30 s");
+                break;
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_owned(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(RawRecord {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        headers,
+                    });
+                }
+            }
         }
         out
     }
@@ -418,12 +517,46 @@ impl TestStack {
     }
 }
 
+/// A record as Kafka holds it.
+#[derive(Clone, Debug)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
 impl Drop for TestStack {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Waits up to `within` for `child` to end by itself and returns how it ended (taking
+/// it); panics with `what` and its log if it still runs.
+async fn wait_exit(
+    child: &mut Option<Child>,
+    within: Duration,
+    what: &str,
+    log: &Path,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let running = child.as_mut().expect("not running");
+        if let Some(status) = running.try_wait().unwrap() {
+            *child = None;
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} still runs after {within:?}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -437,6 +570,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Starts it with settings (or test hooks, e.g. `LABSTREAM_CRASH_POINT`) for this
+    /// run only.
+    pub fn start_with_env(&mut self, extra_env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -447,12 +586,25 @@ impl Worker {
             Command::new(env!("CARGO_BIN_EXE_labstream"))
                 .args(&self.args)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .envs(extra_env.iter().copied())
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::from(log.try_clone().unwrap()))
                 .stderr(Stdio::from(log))
                 .spawn()
                 .expect("spawning labstream"),
         );
+    }
+
+    /// Waits up to `within` for the process to end by itself (e.g. at a crash point)
+    /// and returns how it ended; panics with its log if it is still running.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let what = format!("{:?}", self.args);
+        wait_exit(&mut self.child, within, &what, &self.log).await
+    }
+
+    /// Process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: a crash, with no chance to flush or commit.
@@ -463,13 +615,28 @@ impl Worker {
         }
     }
 
-    /// SIGTERM and wait: a clean stop.
+    /// SIGTERM and wait (at most 60 s): a clean stop.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
-            let status = child.wait().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "{:?} did not stop within 60 s of SIGTERM:\n{}",
+                        self.args,
+                        self.logs()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
             assert!(
                 status.success(),
                 "{:?} exited with {status}:\n{}",
@@ -573,4 +740,67 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Polls `probe` until it answers `Ok`, at most `within`; then returns its value. On
+/// the deadline the test fails with `what` and the probe's last `Err` (what it saw).
+/// Every wait of the end-to-end tests goes through here or a helper built on it: a
+/// condition with a deadline, never a fixed sleep standing in for one.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match probe().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}; last seen: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Records `group` has still to read in `topic` (transaction markers do not count).
+pub async fn group_lag(brokers: &str, group: &str, topic: &str) -> i64 {
+    let kafka = labstream_bus::KafkaConfig {
+        brokers: brokers.to_owned(),
+        ..labstream_bus::KafkaConfig::default()
+    };
+    labstream_bus::GroupAdmin::new(&kafka, group)
+        .unwrap()
+        .offsets(topic)
+        .await
+        .unwrap()
+        .iter()
+        .map(labstream_bus::PartitionOffsets::lag)
+        .sum()
+}
+
+/// Waits until `group` has committed everything in `topic` up to its end (as it is
+/// when called, or later): what the group's members wrote is complete, and anything
+/// they would write twice is written by then.
+pub async fn wait_caught_up(brokers: &str, group: &str, topic: &str, within: Duration) {
+    eventually(
+        &format!("consumer group {group} committing to the end of {topic}"),
+        within,
+        || async {
+            match group_lag(brokers, group, topic).await {
+                0 => Ok(()),
+                lag => Err(format!("lag {lag}")),
+            }
+        },
+    )
+    .await
+}
+
+/// Lines of `log` containing every one of `parts`.
+pub fn count_lines(log: &str, parts: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .count()
 }

@@ -67,3 +67,20 @@ pub async fn mongo_rows(db: &mongodb::Database) -> (usize, Contents) {
         .collect();
     (docs.len(), contents)
 }
+
+/// Posts `batch` (JSON samples, timestamps in µs) and asserts ingest accepted it.
+pub async fn post_us(stack: &TestStack, batch: &[serde_json::Value]) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/samples?precision=us", stack.url))
+        .bearer_auth(&stack.token)
+        .json(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+}

@@ -2,9 +2,9 @@
 //! input, rows in (sensor_id, ts, seq) order, repeated dedupe keys dropped (the earlier
 //! offset wins), the output written whole by the lake's file routine.
 
-use super::{LakeFile, MERGE_ROWS_BUDGET, OUTPUT_BATCH_ROWS, TMP_SUFFIX};
+use super::{LakeFile, MERGE_ROWS_BUDGET, OUTPUT_BATCH_ROWS};
 use crate::error::{Error, Result};
-use crate::file::write_whole;
+use crate::file::{Staging, write_whole};
 use crate::writer::{MAX_ROW_GROUP_ROWS, writer_properties};
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::interleave_record_batch;
@@ -156,7 +156,7 @@ pub(super) fn merge(
             final_path.display()
         )));
     }
-    let (_, stats) = write_whole(dir, name, TMP_SUFFIX, |file, tmp_path| {
+    let (_, stats) = write_whole(dir, name, Staging::Compaction, |file, tmp_path| {
         write_merged(dir, inputs, schema, file, tmp_path)
     })?;
     Ok(stats)

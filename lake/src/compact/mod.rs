@@ -42,7 +42,7 @@ const MERGE_ROWS_BUDGET: usize = 256 * 1024;
 const OUTPUT_BATCH_ROWS: usize = 8192;
 /// Suffix of the compactor's temporary files; only one compaction runs at a time
 /// (lock file), so any such file at the start of a run is left from a crash.
-const TMP_SUFFIX: &str = ".compact.tmp";
+const TMP_SUFFIX: &str = crate::file::Staging::Compaction.suffix();
 /// A writer's temporary file this old is left from a crash (a write takes seconds).
 const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 /// Lock file in the lake root held by a running compaction.
@@ -514,6 +514,7 @@ fn compact_dir(
 
     // Superseded files go once no reader can still be using them: a reader that listed
     // the directory after their first superseding file appeared never opens them.
+    labstream_schemas::crash_point("compaction.renamed_before_delete");
     let Listing {
         live, superseded, ..
     } = list_dir(dir)?;

@@ -198,6 +198,7 @@ impl LakeSink {
                 };
                 // Records come in runs of one partition: decided once per run.
                 let mut run: Option<(&str, i32, bool)> = None;
+                let mut already_in_lake = 0u64;
                 for record in &records {
                     let keep = match run {
                         Some((t, p, keep)) if p == record.partition && t == record.topic => keep,
@@ -232,6 +233,7 @@ impl LakeSink {
                     };
                     if outcome == Added::AlreadyInLake {
                         self.metrics.duplicates.inc();
+                        already_in_lake += 1;
                     }
                     if let Added::Rejected(reason) = outcome {
                         self.metrics.dead_letters.inc();
@@ -245,6 +247,12 @@ impl LakeSink {
                         backoff.reset();
                     }
                     positions.advance(record);
+                }
+                if already_in_lake > 0 {
+                    tracing::info!(
+                        records = already_in_lake,
+                        "lake sink: skipped records already in the lake (delivered again)"
+                    );
                 }
             }
             let (flush_rows, flush_bytes) = (self.config.flush_rows, self.config.flush_bytes);
@@ -328,6 +336,7 @@ impl LakeSink {
             tracing::debug!(files = paths.len(), "lake sink wrote files");
         }
         result?;
+        labstream_schemas::crash_point("lake.renamed_before_commit");
         let revoked = self.consumer.revoked_since(generation);
         let mut positions = positions;
         positions.retain(|t, p| owns(owned, t, p) && !revoked.contains(&(t.to_owned(), p)));

@@ -273,6 +273,7 @@ impl MongoSink {
             duplicates = written.duplicates,
             "mongo sink wrote a batch"
         );
+        labstream_schemas::crash_point("mongo.written_before_commit");
         if let Err(e) = self.consumer.commit_positions(&f.positions).await {
             // Harmless for correctness: the batch is re-read and deduplicated.
             tracing::warn!(error = %e, "mongo sink: commit failed");
@@ -307,6 +308,7 @@ impl Writer {
     }
 
     async fn write(&mut self, by_collection: &BTreeMap<String, Vec<Document>>) -> Result<Written> {
+        labstream_schemas::crash_point("mongo.before_write");
         let mut inserted = 0usize;
         let mut duplicates = 0usize;
         for (collection, docs) in by_collection {
