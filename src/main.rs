@@ -9,15 +9,19 @@ mod compact_cli;
 mod config;
 mod export_cli;
 mod group_cli;
+mod http;
 mod openapi;
 mod query_cli;
 mod readiness;
+mod roles;
 mod serve;
 mod simulate;
 mod telemetry;
 mod token;
+mod wiring;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use roles::{Role, Roles};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -206,49 +210,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(&settings.log.filter);
             runtime.block_on(simulate::run(&settings, args))
         }
-        Command::Serve => {
-            telemetry::init(&settings.log.filter);
-            let roles = serve::Roles::all(&settings);
-            runtime.block_on(serve::run(settings, roles))
-        }
-        Command::Ingest => {
-            telemetry::init(&settings.log.filter);
-            let roles = serve::Roles {
-                ingest: true,
-                ..Default::default()
-            };
-            runtime.block_on(serve::run(settings, roles))
-        }
-        Command::Api => {
-            telemetry::init(&settings.log.filter);
-            let roles = serve::Roles {
-                api: true,
-                ..Default::default()
-            };
-            runtime.block_on(serve::run(settings, roles))
-        }
-        Command::Process { which } => {
-            telemetry::init(&settings.log.filter);
-            let roles = match which {
-                ProcessorKind::Experiments => serve::Roles {
-                    experiments_processor: true,
-                    ..Default::default()
-                },
-                ProcessorKind::Enrichment => serve::Roles {
-                    enrichment: true,
-                    ..Default::default()
-                },
-                ProcessorKind::Alerts => serve::Roles {
-                    alerts_processor: true,
-                    ..Default::default()
-                },
-                ProcessorKind::Webhooks => serve::Roles {
-                    webhooks: true,
-                    ..Default::default()
-                },
-            };
-            runtime.block_on(serve::run(settings, roles))
-        }
         Command::Rebuild {
             what: RebuildKind::Experiments,
             dry_run,
@@ -256,26 +217,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init("warn");
             runtime.block_on(rebuild_experiments(&settings, dry_run))
         }
-        Command::Sink { which } => {
+        Command::Serve
+        | Command::Ingest
+        | Command::Api
+        | Command::Process { .. }
+        | Command::Sink { .. } => {
             telemetry::init(&settings.log.filter);
-            let roles = match which {
-                SinkKind::Mongo => serve::Roles {
-                    mongo_sink: true,
-                    ..Default::default()
-                },
-                // The lake's writer also keeps it compact (one compactor at a time, by lock).
-                SinkKind::Lake => serve::Roles {
-                    lake_sink: true,
-                    compaction: settings.compaction.enabled,
-                    ..Default::default()
-                },
-                SinkKind::Alerts => serve::Roles {
-                    alerts_lake: true,
-                    ..Default::default()
-                },
-            };
+            let roles = roles_of(&cli.command, &settings);
             runtime.block_on(serve::run(settings, roles))
         }
+    }
+}
+
+/// The roles a running subcommand runs.
+fn roles_of(command: &Command, settings: &config::Settings) -> Roles {
+    match command {
+        Command::Ingest => Roles::of([Role::Ingest]),
+        Command::Api => Roles::of([Role::Api]),
+        Command::Process { which } => Roles::of([match which {
+            ProcessorKind::Experiments => Role::Experiments,
+            ProcessorKind::Enrichment => Role::Enrichment,
+            ProcessorKind::Alerts => Role::Alerts,
+            ProcessorKind::Webhooks => Role::Webhooks,
+        }]),
+        Command::Sink { which } => match which {
+            SinkKind::Mongo => Roles::of([Role::MongoSink]),
+            // The lake's writer also keeps it compact (one compactor at a time, by lock).
+            SinkKind::Lake if settings.compaction.enabled => {
+                Roles::of([Role::LakeSink, Role::Compaction])
+            }
+            SinkKind::Lake => Roles::of([Role::LakeSink]),
+            SinkKind::Alerts => Roles::of([Role::AlertsSink]),
+        },
+        _ => Roles::all(settings),
     }
 }
 

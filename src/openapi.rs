@@ -3,7 +3,7 @@
 //! `.route(...)` registered in the source, and `tests/openapi.rs` probes each documented
 //! path and method on a running server: to add a route, add one `RouteDoc` here.
 
-use crate::serve::Roles;
+use crate::roles::{Role, Roles};
 use serde_json::{Map, Value, json};
 
 /// Which role's router serves a route.
@@ -170,9 +170,9 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
 /// The routes `roles` serve over HTTP.
 pub(crate) fn served(roles: Roles) -> impl Iterator<Item = &'static RouteDoc> {
     ROUTES.iter().filter(move |r| match r.served {
-        Served::Always => roles.ingest || roles.api,
-        Served::Ingest => roles.ingest,
-        Served::Api => roles.api,
+        Served::Always => roles.serve_http(),
+        Served::Ingest => roles.contains(Role::Ingest),
+        Served::Api => roles.contains(Role::Api),
     })
 }
 
@@ -429,11 +429,7 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_1_and_follows_the_roles() {
-        let all = document(Roles {
-            ingest: true,
-            api: true,
-            ..Roles::default()
-        });
+        let all = document(Roles::of([Role::Ingest, Role::Api]));
         assert_eq!(all["openapi"], "3.1.0");
         let paths = all["paths"].as_object().unwrap();
         assert_eq!(
@@ -455,10 +451,7 @@ mod tests {
             op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/Error"
         );
-        let ingest_only = document(Roles {
-            ingest: true,
-            ..Roles::default()
-        });
+        let ingest_only = document(Roles::of([Role::Ingest]));
         let paths = ingest_only["paths"].as_object().unwrap();
         assert!(paths.contains_key("/v1/samples") && paths.contains_key("/readyz"));
         assert!(!paths.contains_key("/v1/query"));

@@ -2,10 +2,12 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use datafusion::error::DataFusionError;
+use labstream_schemas::ErrorKind;
 use serde::Serialize;
 
-/// API errors by kind, which decides the status: the analyst fixes the request (400,
-/// 406), narrows the query (400 `memory_limit`, 504 `timeout`), retries later (429), or
+/// The one HTTP error of the API (queries, exports, experiments, alert rules). Its kind
+/// decides the status family: the client fixes the request (4xx), narrows the query
+/// (400 `memory_limit`, 504 `timeout`), retries later (429, 503 with `Retry-After`), or
 /// it is ours (500, logged; the client gets a generic message).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -14,7 +16,11 @@ pub enum Error {
     /// A statement that is not a read-only query (DDL, DML, COPY, SET, ...).
     #[error("{0}")]
     NotAllowed(String),
+    /// A query request that is not `{"sql": ...}`.
     #[error("the request body must be JSON like {{\"sql\": \"SELECT ...\"}}: {0}")]
+    BadBody(String),
+    /// A request that cannot be read (a body or header that is not what the route takes).
+    #[error("{0}")]
     BadRequest(String),
     /// No output format the client accepts.
     #[error("{0}")]
@@ -36,6 +42,25 @@ pub enum Error {
     BadParameter(String),
     #[error("{0}")]
     NotFound(String),
+    /// A command that is well-formed but not valid (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// A command that is not allowed in the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` named a version that is not the current one (412).
+    #[error("{0}")]
+    VersionMismatch(String),
+    /// A replace without `If-Match` (428).
+    #[error("{0}")]
+    PreconditionRequired(String),
+    /// The log behind a store (Kafka) cannot be read or written now: `public` is what the
+    /// client is told, `detail` is logged.
+    #[error("{public}")]
+    Unavailable {
+        public: &'static str,
+        detail: String,
+    },
     /// The consumer went away (a client hung up during an export).
     #[error("the client went away")]
     Cancelled,
@@ -46,6 +71,28 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadQuery(_)
+            | Error::NotAllowed(_)
+            | Error::BadBody(_)
+            | Error::BadRequest(_)
+            | Error::NotAcceptable(_)
+            | Error::MemoryLimit { .. }
+            | Error::Auth(_)
+            | Error::BadParameter(_)
+            | Error::Invalid(_)
+            | Error::PreconditionRequired(_)
+            | Error::Cancelled => ErrorKind::BadInput,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Conflict(_) | Error::VersionMismatch(_) => ErrorKind::Conflict,
+            Error::Timeout { .. } | Error::Busy { .. } | Error::Unavailable { .. } => {
+                ErrorKind::Retryable
+            }
+            Error::Config(_) | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
     /// Errors of planning and running a query; resource limits are told apart by the
     /// engine, which knows them ([`crate::QueryEngine`]).
     pub(crate) fn from_datafusion(e: DataFusionError) -> Self {
@@ -81,13 +128,23 @@ impl IntoResponse for Error {
         let (status, code) = match &self {
             Error::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
             Error::NotAllowed(_) => (StatusCode::BAD_REQUEST, "not_allowed"),
-            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::BadBody(_) | Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             Error::MemoryLimit { .. } => (StatusCode::BAD_REQUEST, "memory_limit"),
             Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Error::Busy { .. } => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             Error::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::VersionMismatch(_) => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
+            Error::PreconditionRequired(_) => {
+                (StatusCode::PRECONDITION_REQUIRED, "if_match_required")
+            }
+            Error::Unavailable { public, detail } => {
+                tracing::warn!(%detail, "{public}");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Error::Cancelled => (StatusCode::BAD_REQUEST, "cancelled"),
             Error::Auth(e) => (
                 StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
@@ -116,11 +173,56 @@ impl IntoResponse for Error {
                     );
                 }
             }
-            Error::Busy { .. } => {
+            Error::Busy { .. } | Error::Unavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
         response
+    }
+}
+
+impl From<crate::experiments::StoreError> for Error {
+    fn from(e: crate::experiments::StoreError) -> Self {
+        use crate::experiments::StoreError;
+        use labstream_schemas::experiment::Rejection;
+        match e {
+            StoreError::Rejected(r) => {
+                let message = r.to_string();
+                match r {
+                    Rejection::NotFound(_) => Error::NotFound(message),
+                    Rejection::Conflict(_) => Error::Conflict(message),
+                    Rejection::Invalid(_) => Error::Invalid(message),
+                    Rejection::VersionMismatch { .. } => Error::VersionMismatch(message),
+                }
+            }
+            StoreError::Unavailable(detail) => Error::Unavailable {
+                public: "the event log (Kafka) is unavailable; nothing was changed, retry in a moment",
+                detail,
+            },
+        }
+    }
+}
+
+impl From<labstream_schemas::experiment::Rejection> for Error {
+    fn from(e: labstream_schemas::experiment::Rejection) -> Self {
+        crate::experiments::StoreError::Rejected(e).into()
+    }
+}
+
+impl From<crate::alerts::RuleError> for Error {
+    fn from(e: crate::alerts::RuleError) -> Self {
+        use crate::alerts::RuleError;
+        let message = e.to_string();
+        match e {
+            RuleError::Invalid(_) | RuleError::BadRequest(_) => Error::Invalid(message),
+            RuleError::NotFound(_) => Error::NotFound(message),
+            RuleError::Conflict(_) => Error::Conflict(message),
+            RuleError::VersionMismatch { .. } => Error::VersionMismatch(message),
+            RuleError::Unavailable(detail) => Error::Unavailable {
+                public: "the rule log (Kafka) is unavailable; nothing was changed, retry in a moment",
+                detail,
+            },
+        }
     }
 }

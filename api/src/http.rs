@@ -3,25 +3,20 @@
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use labstream_schemas::auth::{AuthError, Claims, Scope, Verifier, bearer_token};
+use labstream_schemas::auth::{AuthError, Claims, Scope, Verifier};
 use serde::Serialize;
 
-/// The bearer token's claims once it grants one of `scopes`; `None` when auth is
+/// The token's claims (`Bearer` or `Token`) once it grants one of `scopes`; `None` when auth is
 /// disabled (allowed on a loopback address only).
 pub(crate) fn authorize(
     auth: Option<&Verifier>,
     headers: &HeaderMap,
     scopes: &[Scope],
 ) -> Result<Option<Claims>, AuthError> {
-    let Some(verifier) = auth else {
-        return Ok(None);
-    };
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let claims = verifier.verify(bearer_token(value)?)?;
-    claims.require_any(scopes)?;
-    Ok(Some(claims))
+    labstream_schemas::auth::authorize(auth, value, scopes)
 }
 
 /// Why an `If-Match` header is not one this API understands.

@@ -120,7 +120,7 @@ async fn post_query(
     request: std::result::Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Response> {
     authorize(&state, &headers)?;
-    let Query(params) = params.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let Query(params) = params.map_err(|e| Error::BadBody(e.body_text()))?;
     let format = match params.format.as_deref() {
         Some(name) => Format::from_name(name).ok_or_else(|| {
             Error::BadRequest(format!(
@@ -130,7 +130,7 @@ async fn post_query(
         })?,
         None => Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))?,
     };
-    let Json(request) = request.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let Json(request) = request.map_err(|e| Error::BadBody(e.body_text()))?;
     tracing::debug!(sql = %request.sql, ?format, "query");
     let stream = state.engine.query_stream(&request.sql).await?;
     let encoder = format.encoder(&stream.schema())?;

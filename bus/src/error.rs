@@ -1,3 +1,4 @@
+use labstream_schemas::ErrorKind;
 use rdkafka::error::KafkaError;
 
 /// Errors of the Kafka plumbing. Each message includes the client's error text (not
@@ -30,11 +31,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// Bad settings are the operator's to fix; a fenced producer or an active group
+    /// means another instance holds what this one needs; everything else is the cluster
+    /// being unreachable or busy for now.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) => ErrorKind::BadInput,
+            Error::Fenced(_) | Error::GroupActive { .. } => ErrorKind::Conflict,
+            Error::Produce(_)
+            | Error::Consume(_)
+            | Error::Commit(_)
+            | Error::Admin(_)
+            | Error::Transaction(_)
+            | Error::Unreachable { .. } => ErrorKind::Retryable,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            Error::Config(_) | Error::Fenced(_) | Error::GroupActive { .. }
-        )
+        self.kind().is_retryable()
     }
 }
 

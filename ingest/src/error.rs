@@ -70,9 +70,24 @@ struct Body<'a> {
 }
 
 impl Error {
-    /// The sender should send the same request again later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Busy | Error::Unavailable(_))
+    /// Busy or Kafka not acknowledging: the sender should send the same request again
+    /// later; what is wrong with the request or the token is the sender's to fix.
+    pub fn kind(&self) -> labstream_schemas::ErrorKind {
+        use labstream_schemas::ErrorKind;
+        match self {
+            Error::Busy | Error::Unavailable(_) => ErrorKind::Retryable,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::InvalidJson(_)
+            | Error::InvalidSamples { .. }
+            | Error::UnsupportedMediaType(_)
+            | Error::UnsupportedEncoding(_)
+            | Error::BadParameter(_)
+            | Error::BadBody(_)
+            | Error::Empty
+            | Error::TooLarge { .. }
+            | Error::TooManySamples { .. }
+            | Error::Auth(_) => ErrorKind::BadInput,
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {

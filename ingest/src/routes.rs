@@ -18,7 +18,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use labstream_bus::Producer;
-use labstream_schemas::auth::{AuthError, Claims, Scope, Verifier, bearer_token};
+use labstream_schemas::auth::{Claims, Scope, Verifier};
 use labstream_schemas::{Codec, Registry, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -249,7 +249,7 @@ fn finish(shared: &Shared, format: Format, result: Result<(usize, Vec<Rejection>
                 .into_response()
         }
         Err(e) => {
-            let outcome = if e.is_retryable() {
+            let outcome = if e.kind().is_retryable() {
                 Outcome::retry
             } else {
                 Outcome::rejected
@@ -369,22 +369,14 @@ async fn handle(
 /// `Authorization: Bearer <jwt>` and, for InfluxDB clients and Telegraf,
 /// `Authorization: Token <jwt>`.
 fn authorize(verifier: Option<&Verifier>, headers: &HeaderMap) -> Result<Option<Claims>> {
-    let Some(verifier) = verifier else {
-        return Ok(None);
-    };
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let token = match value.map(str::trim) {
-        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("token ") => v[6..].trim(),
-        other => bearer_token(other)?,
-    };
-    if token.is_empty() {
-        return Err(AuthError::Missing.into());
-    }
-    let claims = verifier.verify(token)?;
-    claims.require(Scope::SamplesWrite)?;
-    Ok(Some(claims))
+    Ok(labstream_schemas::auth::authorize(
+        verifier,
+        value,
+        &[Scope::SamplesWrite],
+    )?)
 }
 
 struct InFlight<'a>(&'a IngestMetrics, i64);

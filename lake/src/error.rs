@@ -16,9 +16,17 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn kind(&self) -> labstream_schemas::ErrorKind {
+        use labstream_schemas::ErrorKind;
+        match self {
+            Error::Io { .. } => ErrorKind::Retryable,
+            Error::Parquet(_) | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
     /// Whether waiting and trying again can help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io { .. })
+        self.kind().is_retryable()
     }
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {

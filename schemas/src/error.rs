@@ -31,6 +31,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every such error is about the bytes or the file at hand: they will not decode or
+    /// parse better next time.
+    pub fn kind(&self) -> crate::ErrorKind {
+        crate::ErrorKind::BadInput
+    }
+
     pub(crate) fn avro(context: &'static str, source: apache_avro::Error) -> Self {
         Error::Avro {
             context,

@@ -9,6 +9,7 @@ pub mod auth;
 mod codec;
 mod crash_point;
 mod error;
+mod error_kind;
 pub mod experiment;
 mod ids;
 mod json_bridge;
@@ -24,6 +25,7 @@ pub use alert::{
 pub use codec::{AvroRecord, Codec, SchemaVersion, fingerprint_of};
 pub use crash_point::{CRASH_POINT_VAR, crash_point};
 pub use error::{Error, Result};
+pub use error_kind::ErrorKind;
 pub use ids::{
     ExperimentId, ParticipantId, RecordingId, SensorConfigId, SensorId, SensorType, TaskId,
 };

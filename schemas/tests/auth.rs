@@ -753,6 +753,9 @@ fn bearer_token_parsing() {
     assert_eq!(bearer_token(Some("bearer abc")), Ok("abc"));
     assert_eq!(bearer_token(Some("BEARER   abc  ")), Ok("abc"));
     assert_eq!(bearer_token(Some("  Bearer\tabc")), Ok("abc"));
+    // InfluxDB clients and Telegraf send `Token <jwt>`; every HTTP surface takes it.
+    assert_eq!(bearer_token(Some("Token abc")), Ok("abc"));
+    assert_eq!(bearer_token(Some("token  abc")), Ok("abc"));
     for bad in [
         None,
         Some(""),

@@ -1,5 +1,7 @@
-/// Sink errors by kind: `is_retryable` decides between backing off and retrying the
-/// same batch (nothing committed) and stopping the sink with the reason.
+use labstream_schemas::ErrorKind;
+
+/// Sink errors. Their `kind` decides between backing off and retrying the same batch
+/// (nothing committed) and stopping the sink with the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -15,12 +17,15 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn is_retryable(&self) -> bool {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Bus(e) => e.is_retryable(),
-            Error::Mongo(_) => true,
-            Error::Lake(e) => e.is_retryable(),
-            Error::Config(_) | Error::Internal(_) => false,
+            Error::Bus(e) => e.kind(),
+            // Duplicates are not errors (the sink counts them as written); what is left
+            // is MongoDB unreachable or refusing writes for now.
+            Error::Mongo(_) => ErrorKind::Retryable,
+            Error::Lake(e) => e.kind(),
+            Error::Config(_) => ErrorKind::BadInput,
+            Error::Internal(_) => ErrorKind::Internal,
         }
     }
 }

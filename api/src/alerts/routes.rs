@@ -5,6 +5,7 @@
 
 use super::feed::{AlertFeed, FeedItem, Start, Subscription};
 use super::rules::{RuleError, RuleStore};
+use crate::error::{Error, Result};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -15,7 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use labstream_schemas::alert_rule::RuleDefinition;
-use labstream_schemas::auth::{AuthError, Scope, Verifier};
+use labstream_schemas::auth::{Scope, Verifier};
 use labstream_schemas::{AlertRule, Severity, Timestamp};
 use serde::Serialize;
 use std::convert::Infallible;
@@ -48,107 +49,17 @@ pub fn router(state: AlertsState) -> Router {
         .with_state(Arc::new(state))
 }
 
-// ---------------------------------------------------------------------------- errors
-
-#[derive(Debug)]
-enum ApiError {
-    Rule(RuleError),
-    Auth(AuthError),
-    BadRequest(String),
-}
-
-impl From<RuleError> for ApiError {
-    fn from(e: RuleError) -> Self {
-        ApiError::Rule(e)
+/// A body that is not an alert rule: well-formed JSON that is not a rule (a missing
+/// field, an unknown kind) is an invalid rule (422), anything else a bad request.
+fn bad_rule(e: JsonRejection) -> Error {
+    match e {
+        JsonRejection::JsonDataError(e) => Error::from(RuleError::BadRequest(format!(
+            "the body is not a valid alert rule: {}",
+            e.body_text()
+        ))),
+        e => Error::BadRequest(e.body_text()),
     }
 }
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        ApiError::Auth(e)
-    }
-}
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        match e {
-            // Well-formed JSON that is not a rule (a missing field, an unknown kind).
-            JsonRejection::JsonDataError(e) => ApiError::Rule(RuleError::BadRequest(format!(
-                "the body is not a valid alert rule: {}",
-                e.body_text()
-            ))),
-            e => ApiError::BadRequest(e.body_text()),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match &self {
-            ApiError::Rule(e) => {
-                let (status, code) = match e {
-                    RuleError::Invalid(_) | RuleError::BadRequest(_) => {
-                        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
-                    }
-                    RuleError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                    RuleError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-                    RuleError::VersionMismatch { .. } => {
-                        (StatusCode::PRECONDITION_FAILED, "version_mismatch")
-                    }
-                    RuleError::Unavailable(_) => {
-                        tracing::warn!(error = %e, "alert rule change failed");
-                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-                    }
-                };
-                let message = match e {
-                    RuleError::Unavailable(_) => {
-                        "the rule log (Kafka) is unavailable; nothing was changed, retry in a moment"
-                            .to_owned()
-                    }
-                    e => e.to_string(),
-                };
-                (status, code, message)
-            }
-            ApiError::Auth(e) => (
-                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
-                e.code(),
-                e.reason().to_string(),
-            ),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
-        };
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                error: code,
-                message,
-            }),
-        )
-            .into_response();
-        match &self {
-            ApiError::Auth(e) => {
-                if let Some(challenge) = e.www_authenticate() {
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(challenge),
-                    );
-                }
-            }
-            ApiError::Rule(RuleError::Unavailable(_)) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 fn authorize(state: &AlertsState, headers: &HeaderMap, scope: Scope) -> Result<()> {
     crate::http::authorize(state.auth.as_ref(), headers, &[scope])?;
@@ -157,8 +68,8 @@ fn authorize(state: &AlertsState, headers: &HeaderMap, scope: Scope) -> Result<(
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>> {
     crate::http::if_match(headers).map_err(|e| match e {
-        crate::http::BadIfMatch::NotText => ApiError::BadRequest("If-Match is not text".into()),
-        crate::http::BadIfMatch::Unknown(text) => ApiError::BadRequest(format!(
+        crate::http::BadIfMatch::NotText => Error::BadRequest("If-Match is not text".into()),
+        crate::http::BadIfMatch::Unknown(text) => Error::BadRequest(format!(
             "If-Match {text:?} is not a revision this API gave out (an ETag like \"3\")"
         )),
     })
@@ -211,7 +122,7 @@ async fn create_rule(
     body: std::result::Result<Json<RuleDefinition>, JsonRejection>,
 ) -> Result<Response> {
     authorize(&state, &headers, Scope::Admin)?;
-    let Json(definition) = body?;
+    let Json(definition) = body.map_err(bad_rule)?;
     let rule = state.rules.create(definition).await?;
     let mut response = rule_response(StatusCode::CREATED, &rule);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/alerts/rules/{}", rule.rule_id)) {
@@ -228,7 +139,7 @@ async fn replace_rule(
 ) -> Result<Response> {
     authorize(&state, &headers, Scope::Admin)?;
     let expected = if_match(&headers)?;
-    let Json(mut definition) = body?;
+    let Json(mut definition) = body.map_err(bad_rule)?;
     if definition.rule_id.is_empty() {
         definition.rule_id = id.clone();
     } else if definition.rule_id != id {
@@ -289,7 +200,7 @@ impl Filter {
                 "severity" => {
                     for s in list(value) {
                         f.severities.push(Severity::parse(&s).ok_or_else(|| {
-                            ApiError::BadRequest(format!(
+                            Error::BadRequest(format!(
                                 "severity {s:?} is not info, warning or critical"
                             ))
                         })?);
@@ -297,12 +208,12 @@ impl Filter {
                 }
                 "since" => {
                     let d = humantime::parse_duration(value).map_err(|e| {
-                        ApiError::BadRequest(format!(
+                        Error::BadRequest(format!(
                             "since {value:?} is not a duration like 10m: {e}"
                         ))
                     })?;
                     if d > max_since {
-                        return Err(ApiError::BadRequest(format!(
+                        return Err(Error::BadRequest(format!(
                             "since {value} is longer than the {} the stream keeps (alerts.stream_window)",
                             humantime::format_duration(max_since)
                         )));
@@ -315,7 +226,7 @@ impl Filter {
                         f.labels.push((name.to_owned(), value.clone()))
                     }
                     _ => {
-                        return Err(ApiError::BadRequest(format!(
+                        return Err(Error::BadRequest(format!(
                             "unknown parameter {k:?}: use rule, severity, sensor, label.<name>, since or last_event_id"
                         )));
                     }

@@ -4,15 +4,16 @@
 //! change conditional (412 when someone else changed it first). Replacing a definition
 //! (PUT) requires `If-Match` so two operators cannot silently overwrite each other.
 
-use super::store::{ExperimentStore, StoreError};
+use super::store::ExperimentStore;
+use crate::error::{Error, Result};
 use crate::http::{BadIfMatch, with_etag};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use labstream_schemas::auth::{AuthError, Scope, Verifier};
+use labstream_schemas::auth::{Scope, Verifier};
 use labstream_schemas::experiment::{
     Command, ConfiguredSensor, ExperimentDefinition, ExperimentState, ProgressStatus, Rejection,
     SensorConfig, check_id,
@@ -70,107 +71,10 @@ pub fn router(state: ExperimentsState) -> Router {
         .with_state(Arc::new(state))
 }
 
-// ---------------------------------------------------------------------------- errors
-
-#[derive(Debug)]
-enum ApiError {
-    Store(StoreError),
-    Auth(AuthError),
-    BadRequest(String),
-    PreconditionRequired(String),
+/// A body that is not the JSON the route takes.
+fn bad_json(e: JsonRejection) -> Error {
+    Error::BadRequest(e.body_text())
 }
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::Store(e)
-    }
-}
-impl From<Rejection> for ApiError {
-    fn from(e: Rejection) -> Self {
-        ApiError::Store(StoreError::Rejected(e))
-    }
-}
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        ApiError::Auth(e)
-    }
-}
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        ApiError::BadRequest(e.body_text())
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match &self {
-            ApiError::Store(StoreError::Rejected(r)) => {
-                let (status, code) = match r {
-                    Rejection::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                    Rejection::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-                    Rejection::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-                    Rejection::VersionMismatch { .. } => {
-                        (StatusCode::PRECONDITION_FAILED, "version_mismatch")
-                    }
-                };
-                (status, code, r.to_string())
-            }
-            ApiError::Store(e @ StoreError::Unavailable(_)) => {
-                tracing::warn!(error = %e, "experiment command failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the event log (Kafka) is unavailable; nothing was changed, retry in a moment"
-                        .to_owned(),
-                )
-            }
-            ApiError::Auth(e) => (
-                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::UNAUTHORIZED),
-                e.code(),
-                e.reason().to_string(),
-            ),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
-            ApiError::PreconditionRequired(m) => (
-                StatusCode::PRECONDITION_REQUIRED,
-                "if_match_required",
-                m.clone(),
-            ),
-        };
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                error: code,
-                message,
-            }),
-        )
-            .into_response();
-        match &self {
-            ApiError::Auth(e) => {
-                if let Some(challenge) = e.www_authenticate() {
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(challenge),
-                    );
-                }
-            }
-            ApiError::Store(StoreError::Unavailable(_)) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 // ------------------------------------------------------------------- auth, versions
 
@@ -187,8 +91,8 @@ const READ: &[Scope] = &[Scope::ExperimentsWrite, Scope::Query];
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>> {
     crate::http::if_match(headers).map_err(|e| match e {
-        BadIfMatch::NotText => ApiError::BadRequest("If-Match is not text".into()),
-        BadIfMatch::Unknown(text) => ApiError::BadRequest(format!(
+        BadIfMatch::NotText => Error::BadRequest("If-Match is not text".into()),
+        BadIfMatch::Unknown(text) => Error::BadRequest(format!(
             "If-Match {text:?} is not a version this API gave out (an ETag like \"3\")"
         )),
     })
@@ -282,10 +186,10 @@ async fn create_config(
     body: Result<Json<ConfigBody>, JsonRejection>,
 ) -> Result<Response> {
     let actor = authorize(&state, &headers, WRITE)?;
-    let Json(body) = body?;
+    let Json(body) = body.map_err(bad_json)?;
     let id = body
         .sensor_config_id
-        .ok_or_else(|| ApiError::BadRequest("sensor_config_id is required".into()))?;
+        .ok_or_else(|| Error::BadRequest("sensor_config_id is required".into()))?;
     check_sensor_types(&state.registry, &body.sensors)?;
     if state
         .store
@@ -314,15 +218,15 @@ async fn replace_config(
 ) -> Result<Response> {
     let actor = authorize(&state, &headers, WRITE)?;
     let expected = if_match(&headers)?.ok_or_else(|| {
-        ApiError::PreconditionRequired(
+        Error::PreconditionRequired(
             "replacing a sensor configuration needs If-Match with the ETag you read (GET it first)"
                 .into(),
         )
     })?;
-    let Json(body) = body?;
+    let Json(body) = body.map_err(bad_json)?;
     let id = SensorConfigId::from(id);
     if body.sensor_config_id.as_ref().is_some_and(|b| b != &id) {
-        return Err(ApiError::BadRequest(
+        return Err(Error::BadRequest(
             "sensor_config_id in the body differs from the path".into(),
         ));
     }
@@ -393,7 +297,7 @@ async fn list_experiments(
             .collect();
         serde_json::to_vec(&list)
     });
-    let body = body.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let body = body.map_err(|e| Error::BadRequest(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -412,7 +316,7 @@ async fn create_experiment(
     body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<Response> {
     let actor = authorize(&state, &headers, WRITE)?;
-    let Json(body) = body?;
+    let Json(body) = body.map_err(bad_json)?;
     let id = body.experiment_id.clone();
     let command = Command::CreateExperiment {
         experiment_id: body.experiment_id,
@@ -430,11 +334,11 @@ async fn redefine_experiment(
 ) -> Result<Response> {
     let actor = authorize(&state, &headers, WRITE)?;
     let expected = if_match(&headers)?.ok_or_else(|| {
-        ApiError::PreconditionRequired(
+        Error::PreconditionRequired(
             "replacing an experiment's definition needs If-Match with the ETag you read (GET it first)".into(),
         )
     })?;
-    let Json(definition) = body?;
+    let Json(definition) = body.map_err(bad_json)?;
     let id = ExperimentId::from(id);
     let command = Command::RedefineExperiment {
         experiment_id: id.clone(),
@@ -551,7 +455,7 @@ async fn start_recording(
 ) -> Result<Response> {
     let actor = authorize(&state, &headers, WRITE)?;
     let expected = if_match(&headers)?;
-    let Json(body) = body?;
+    let Json(body) = body.map_err(bad_json)?;
     let id = ExperimentId::from(id);
     let rid = body
         .recording_id
@@ -618,7 +522,7 @@ async fn add_logbook_entry(
 ) -> Result<Response> {
     let actor = authorize(&state, &headers, WRITE)?;
     let expected = if_match(&headers)?;
-    let Json(body) = body?;
+    let Json(body) = body.map_err(bad_json)?;
     let id = ExperimentId::from(id);
     let entry_id = uuid::Uuid::new_v4().to_string();
     let command = Command::AddLogbookEntry {
@@ -661,7 +565,7 @@ async fn record_progress(
 ) -> Result<Response> {
     let actor = authorize(&state, &headers, WRITE)?;
     let expected = if_match(&headers)?;
-    let Json(body) = body?;
+    let Json(body) = body.map_err(bad_json)?;
     let id = ExperimentId::from(id);
     let command = Command::RecordProgress {
         experiment_id: id.clone(),

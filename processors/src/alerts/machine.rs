@@ -4,8 +4,8 @@
 //! has advanced, never on when ticks or batches happened to arrive. Transitions of a
 //! pair strictly alternate firing, resolved, ... and carry consecutive sequence numbers.
 
-use crate::alerts::error::{Error, Result};
 use crate::alerts::rule::{Condition, Rule};
+use crate::error::{Error, Result};
 use labstream_schemas::{
     AlertEvent, AlertPhase, AlertState, AlertStatus, SensorId, SensorType, Timestamp, alert_key,
 };

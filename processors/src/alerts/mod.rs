@@ -3,14 +3,12 @@
 //! the same Kafka transaction as the machines' state and the consumed offsets, so a
 //! restart neither repeats nor loses a transition.
 
-mod error;
 pub mod machine;
 pub mod ownership;
 mod processor;
 pub mod rule;
 pub mod webhooks;
 
-pub use error::{Error, Result};
 pub use labstream_schemas::alert_rule::{Template, template};
 pub use machine::{Input, MachineState, Phase, Transition, retire, step};
 pub use processor::{AlertsConfig, AlertsProcessor};

@@ -5,10 +5,10 @@
 //! batch is evaluated again from the same state: no transition is repeated or lost.
 //! Rules are read from `alerts.rules` by a background task and apply without restart.
 
-use crate::alerts::error::{Error, Result};
 use crate::alerts::machine::{self, Input, MachineState, Transition};
 use crate::alerts::ownership::partition_for_key;
 use crate::alerts::rule::Rule;
+use crate::error::{Error, Result};
 use labstream_bus::{
     BatchConsumer, Cluster, KafkaConfig, LogReader, Positions, Record, TopicCatalog,
     TransactionalProducer,
@@ -318,7 +318,9 @@ impl AlertsProcessor {
                         "alerts: batch committed"
                     );
                 }
-                Err(Error::Kafka(e)) if !e.is_retryable() => return Err(Error::Kafka(e)),
+                Err(e) if matches!(e, Error::Kafka(_)) && !e.kind().is_retryable() => {
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "alerts: transaction failed; the batch is evaluated again");
                     pause(cancel).await;

@@ -2,7 +2,7 @@
 //! by the rules shared with the API (`labstream_schemas::alert_rule`) and compiled with
 //! its defaults filled in and its template parsed.
 
-use crate::alerts::error::{Error, Result};
+use crate::error::{Error, Result};
 use labstream_schemas::alert_rule::{self, Template};
 use labstream_schemas::{
     AlertRule, FieldValue, Registry, RuleId, Sample, SensorId, SensorType, Severity,

@@ -6,7 +6,7 @@
 //! re-reads from the last commit, skips what was delivered: at most one delivery per
 //! transition and target (short of a crash between the target's answer and the record).
 
-use crate::alerts::error::{Error, Result};
+use crate::error::{Error, Result};
 use labstream_bus::{
     BatchConsumer, Cluster, KafkaConfig, LogReader, Positions, Producer, TopicCatalog, TopicWatch,
 };

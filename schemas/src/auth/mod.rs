@@ -12,4 +12,6 @@ pub use claims::{Claims, Scope};
 pub use error::{AuthError, KeyError, Result};
 pub use issue::Issuer;
 pub use keys::{KeyAlg, generate_keypair, jwks_from_public_pem};
-pub use verify::{DEFAULT_AUDIENCE, DEFAULT_LEEWAY, Verifier, bearer_token, inspect_unverified};
+pub use verify::{
+    DEFAULT_AUDIENCE, DEFAULT_LEEWAY, Verifier, authorize, bearer_token, inspect_unverified,
+};

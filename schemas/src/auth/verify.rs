@@ -2,7 +2,7 @@
 //! signed with the single algorithm bound to the selected public key, carries this
 //! server's audience (and issuer, when configured) and is within its validity window.
 
-use super::claims::Claims;
+use super::claims::{Claims, Scope};
 use super::error::{AuthError, KeyError, Result};
 use super::keys::{self, PublicKey};
 use base64::Engine;
@@ -253,20 +253,35 @@ pub fn inspect_unverified(
     Ok((decode(header)?, decode(claims)?))
 }
 
-/// The token of an `Authorization: Bearer <token>` header value; the scheme is
-/// case-insensitive (RFC 7235). `None`, another scheme or an empty token give
-/// `AuthError::Missing`. Pass `None` when the header is absent or not visible ASCII.
+/// The token of an `Authorization` header value: `Bearer <token>`, or `Token <token>`
+/// as InfluxDB clients and Telegraf send it; the scheme is case-insensitive (RFC 7235).
+/// `None`, another scheme or an empty token give `AuthError::Missing`. Pass `None` when
+/// the header is absent or not visible ASCII.
 pub fn bearer_token(header_value: Option<&str>) -> Result<&str, AuthError> {
     let value = header_value.ok_or(AuthError::Missing)?.trim();
     let (scheme, token) = value
         .split_once(|c: char| c.is_ascii_whitespace())
         .ok_or(AuthError::Missing)?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
-        || token.contains(|c: char| c.is_ascii_whitespace())
-    {
+    let known = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token");
+    if !known || token.is_empty() || token.contains(|c: char| c.is_ascii_whitespace()) {
         return Err(AuthError::Missing);
     }
     Ok(token)
+}
+
+/// How every HTTP surface checks a request: the token of its `Authorization` header
+/// value ([`bearer_token`]) must be valid and grant one of `scopes`. Its claims, or
+/// `None` when auth is disabled (`verifier` `None`, allowed on a loopback address only).
+pub fn authorize(
+    verifier: Option<&Verifier>,
+    authorization: Option<&str>,
+    scopes: &[Scope],
+) -> Result<Option<Claims>, AuthError> {
+    let Some(verifier) = verifier else {
+        return Ok(None);
+    };
+    let claims = verifier.verify(bearer_token(authorization)?)?;
+    claims.require_any(scopes)?;
+    Ok(Some(claims))
 }

@@ -413,7 +413,7 @@ fn spawn_write(
                         .observe(started.elapsed().as_secs_f64());
                     break Ok(());
                 }
-                Err(e) if e.is_retryable() && !cancel.is_cancelled() => {
+                Err(e) if e.kind().is_retryable() && !cancel.is_cancelled() => {
                     tracing::warn!(error = %e, "lake sink: flush failed; retrying");
                     if !backoff.wait_blocking(&cancel) {
                         break Err(e);

@@ -296,7 +296,7 @@ impl Writer {
         loop {
             match self.write(by_collection).await {
                 Ok(w) => return Ok(Some(w)),
-                Err(e) if e.is_retryable() => {
+                Err(e) if e.kind().is_retryable() => {
                     tracing::warn!(error = %e, records, "mongo sink: write failed; retrying the batch");
                     if !backoff.wait(cancel).await {
                         return Ok(None);
