@@ -2,16 +2,20 @@
 //! `/readyz`, `/openapi.json`, `/metrics`) with the routes of the roles it runs, traced
 //! with the matched path, stopped gracefully when the process is cancelled.
 
-use crate::serve::Task;
 use crate::wiring::Wiring;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use std::sync::Arc;
+use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
-/// Binds `http.listen` and serves `routes` with the shared ones, as a task.
-pub(crate) async fn serve(w: &Wiring, routes: Router) -> anyhow::Result<Task> {
+/// Binds `http.listen` and serves `routes` with the shared ones until the process is
+/// cancelled.
+pub(crate) async fn serve(
+    w: &Wiring,
+    routes: Router,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let roles = w.roles;
     let metrics = w.metrics.registry.clone();
     let readiness = crate::readiness::Readiness::new(w.settings.kafka.clone(), w.mongo.clone());
@@ -33,16 +37,13 @@ pub(crate) async fn serve(w: &Wiring, routes: Router) -> anyhow::Result<Task> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, roles = ?roles, "HTTP server listening");
-    let cancel = w.cancel.clone();
-    Ok((
-        "http",
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await
-                .context("HTTP server failed")
-        }),
-    ))
+    let stop = w.http_stop.clone();
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .context("HTTP server failed")
+    }))
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

@@ -52,7 +52,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         routes = routes.merge(started.routes.unwrap_or_default());
     }
     if roles.serve_http() {
-        tasks.push(crate::http::serve(&wiring, routes).await?);
+        tasks.push(("http", crate::http::serve(&wiring, routes).await?));
     }
     let settings = &wiring.settings;
     tracing::info!(roles = ?roles, lake = %settings.lake.path.display(), topic_prefix = %settings.kafka.topic_prefix, "labstream running");
@@ -225,7 +225,8 @@ async fn start_api(w: &Wiring) -> anyhow::Result<Started> {
 }
 
 /// Runs until a signal, or until a task stops on its own (which is a failure); then
-/// cancels every task and waits for each.
+/// stops HTTP first (no new request; those in progress are answered), then every other
+/// task, and waits for each.
 async fn supervise(mut tasks: Vec<Task>, w: &Wiring) -> anyhow::Result<()> {
     let mut first_error = None;
     let watch = futures::future::select_all(tasks.iter_mut().map(|(_, h)| h));
@@ -243,19 +244,28 @@ async fn supervise(mut tasks: Vec<Task>, w: &Wiring) -> anyhow::Result<()> {
             tasks.remove(index);
         }
     }
+    w.http_stop.cancel();
+    if let Some(at) = tasks.iter().position(|(name, _)| *name == "http") {
+        let (name, handle) = tasks.remove(at);
+        report(name, handle.await);
+    }
     w.cancel.cancel();
     for (name, handle) in tasks {
-        match handle.await {
-            Ok(Ok(())) => tracing::info!(task = name, "stopped"),
-            Ok(Err(e)) => {
-                tracing::error!(task = name, error = %format!("{e:#}"), "stopped with an error")
-            }
-            Err(e) => tracing::error!(task = name, error = %e, "panicked"),
-        }
+        report(name, handle.await);
     }
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+fn report(name: &str, ended: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    match ended {
+        Ok(Ok(())) => tracing::info!(task = name, "stopped"),
+        Ok(Err(e)) => {
+            tracing::error!(task = name, error = %format!("{e:#}"), "stopped with an error")
+        }
+        Err(e) => tracing::error!(task = name, error = %e, "panicked"),
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct Wiring {
     /// The database the MongoDB sink writes to (and `/readyz` checks), when it runs.
     pub(crate) mongo: Option<mongodb::Database>,
     pub(crate) cancel: CancellationToken,
+    /// Stops the HTTP server, before `cancel` stops everything else.
+    pub(crate) http_stop: CancellationToken,
     rules: OnceCell<RuleStore>,
 }
 
@@ -89,6 +91,7 @@ impl Wiring {
             },
             mongo,
             cancel: CancellationToken::new(),
+            http_stop: CancellationToken::new(),
             rules: OnceCell::new(),
             settings,
             roles,

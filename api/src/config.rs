@@ -2,9 +2,7 @@
 //! but never take the process (or the other queries) down with it.
 
 use crate::error::{Error, Result};
-use crate::query::QueryEngine;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,12 +58,6 @@ impl QueryConfig {
             ));
         }
         Ok(())
-    }
-
-    /// The engine answering SQL over the lake at `lake` under these limits.
-    pub fn build(self, lake: impl Into<PathBuf>) -> Result<QueryEngine> {
-        self.validate()?;
-        Ok(QueryEngine::with_config(lake, self))
     }
 }
 

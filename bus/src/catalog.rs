@@ -82,6 +82,15 @@ impl TopicCatalog {
         TopicSpec::new(self.names.alerts_topic(name), self.alert_partitions)
     }
 
+    /// Whether `topic` is one of the `alerts.<name>` topics rules write their events to
+    /// (not `alerts.rules`, `alerts.state` or `alerts.deliveries`).
+    pub fn is_alert_topic(&self, topic: &str) -> bool {
+        topic
+            .strip_prefix(self.names.prefix())
+            .and_then(|t| t.strip_prefix("alerts."))
+            .is_some_and(labstream_schemas::alert_rule::is_rule_topic)
+    }
+
     /// The topics every labstream process may need from its start.
     pub fn core(&self) -> Vec<TopicSpec> {
         vec![

@@ -115,8 +115,23 @@ pub enum StoreError<E> {
     #[error(transparent)]
     Unavailable(#[from] Error),
     /// The change is committed but did not show in the state within the read timeout.
-    #[error("the change is committed but could not be read back within {} s", .waited.as_secs())]
+    #[error("the change is committed but could not be read back within {} s; read it again in a moment", .waited.as_secs())]
     NotReadBack { waited: Duration },
+}
+
+impl<E> StoreError<E> {
+    /// The caller's error: its own refusal, or `unavailable` of what went wrong with
+    /// the log (nothing was decided, or the change is not visible yet).
+    pub fn or_unavailable(self, unavailable: impl FnOnce(String) -> E) -> E {
+        match self {
+            StoreError::Refused(e) => e,
+            StoreError::Unavailable(e) => unavailable(e.to_string()),
+            StoreError::NotReadBack { waited } => unavailable(format!(
+                "the change is committed but could not be read back within {} s; read it again in a moment",
+                waited.as_secs()
+            )),
+        }
+    }
 }
 
 /// A state folded from one topic, with its single writer (see the module docs).

@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// How often the alert topics are listed to follow new ones.
+const ALERT_TOPICS_REFRESH: Duration = Duration::from_secs(1);
+
 /// How long one metadata request may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -123,6 +126,18 @@ impl TopicWatch {
             }
         });
         Self { rx }
+    }
+
+    /// Every `alerts.<name>` topic of the deployment, as rules create them (the alert
+    /// feed, webhook delivery and the alerts lake sink follow them).
+    pub fn alert_topics(config: &KafkaConfig, cancel: CancellationToken) -> Result<Self> {
+        let catalog = crate::catalog::TopicCatalog::new(config, 1);
+        Ok(Self::start(
+            Cluster::new(config)?,
+            ALERT_TOPICS_REFRESH,
+            move |t| catalog.is_alert_topic(t),
+            cancel,
+        ))
     }
 
     /// The topics known now.

@@ -1,19 +1,9 @@
-use crate::validate::RejectKind;
+use crate::validate::Rejection;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::time::Duration;
-
-/// Why one sample of a request was refused.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Rejection {
-    /// Position of the sample in the request (0-based: the array index, or the
-    /// non-empty line for NDJSON and line protocol).
-    pub index: usize,
-    pub code: RejectKind,
-    pub reason: String,
-}
 
 /// Ingest errors by kind: bad input (4xx: the sender must fix the request), retryable
 /// (429/503 with Retry-After: the sender must send again later) and internal (500).

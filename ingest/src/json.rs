@@ -1,6 +1,7 @@
 //! JSON bodies: one sample object, an array of them, or NDJSON (one per line).
 
-use crate::error::{Error, Rejection, Result};
+use crate::error::{Error, Result};
+use crate::validate::Rejection;
 use crate::validate::{Invalid, Parsed, Precision, RawValue, Validator};
 use chrono::DateTime;
 use labstream_schemas::Timestamp;

@@ -12,10 +12,10 @@ mod routes;
 mod validate;
 
 pub use csv::CsvColumns;
-pub use error::{Error, Rejection, Result};
+pub use error::{Error, Result};
 pub use files::{FileFormat, FileLine, FileSamples, open_file};
 pub use json::parse_json;
 pub use line_protocol::parse_line_protocol;
 pub use metrics::IngestMetrics;
 pub use routes::{IngestConfig, IngestState, router};
-pub use validate::{Invalid, Parsed, Precision, RawValue, RejectKind, Validator};
+pub use validate::{Invalid, Parsed, Precision, RawValue, RejectKind, Rejection, Validator};

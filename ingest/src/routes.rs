@@ -4,10 +4,11 @@
 //! memory stays bounded under any load; the answer waits for Kafka's acknowledgement
 //! of every sample it accepts.
 
-use crate::error::{Error, Rejection, Result};
+use crate::error::{Error, Result};
 use crate::json::parse_json;
 use crate::line_protocol::parse_line_protocol;
 use crate::metrics::{Format, IngestMetrics, Outcome, ReasonLabels, RequestLabels};
+use crate::validate::Rejection;
 use crate::validate::{Parsed, Precision, Validator};
 use axum::Router;
 use axum::body::Body;

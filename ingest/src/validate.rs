@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Why one sample of a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position of the sample in the request (0-based: the array index, or the
+    /// non-empty line for NDJSON and line protocol).
+    pub index: usize,
+    pub code: RejectKind,
+    pub reason: String,
+}
+
 /// Unit of integer timestamps (`?precision=`), as in the InfluxDB write API.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,7 +125,7 @@ impl RawValue {
 #[derive(Debug, Default, PartialEq)]
 pub struct Parsed {
     pub samples: Vec<Sample>,
-    pub rejected: Vec<crate::error::Rejection>,
+    pub rejected: Vec<Rejection>,
     /// Samples (JSON documents, or lines of line protocol) in the request.
     pub total: usize,
 }

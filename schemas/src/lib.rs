@@ -6,6 +6,7 @@
 mod alert;
 pub mod alert_rule;
 pub mod auth;
+mod avro_body;
 mod codec;
 mod crash_point;
 mod error;
@@ -16,6 +17,7 @@ mod json_bridge;
 mod registry;
 mod sample;
 mod sample_view;
+mod sample_wire;
 mod topics;
 
 pub use alert::{

@@ -4,7 +4,7 @@
 //! `Codec::decode_view` says `None` for any other, and the reader decodes an owned
 //! `EnrichedSample` and looks at it through `SampleView::of`.
 
-use crate::codec::BodyReader;
+use crate::avro_body::BodyReader;
 use crate::error::{Error, Result};
 use crate::experiment::{EnrichedSample, RecordingContext};
 use crate::ids::{SensorId, SensorType};

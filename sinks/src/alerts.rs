@@ -5,10 +5,9 @@
 //! a replay never writes an event twice.
 
 use crate::error::{Error, Result};
-use labstream_bus::{BatchConsumer, Cluster, KafkaConfig, Positions, Record, TopicWatch};
+use labstream_bus::{BatchConsumer, KafkaConfig, Positions, Record, TopicWatch};
 use labstream_lake::alerts::{write_events, written_offsets};
 use labstream_lake::tables::ALERTS_DIR;
-use labstream_schemas::alert_rule::is_rule_topic;
 use labstream_schemas::{AlertEvent, Codec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -16,8 +15,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-const TOPIC_REFRESH: Duration = Duration::from_secs(2);
 
 /// `[sinks.alerts]` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,7 +51,6 @@ impl AlertsLakeConfig {
         }
         Ok(AlertsLake {
             config: self.clone(),
-            prefix: format!("{}alerts.", kafka.topic_prefix),
             root: lake.join(ALERTS_DIR),
             kafka: kafka.clone(),
             codec: Codec::new(),
@@ -64,7 +60,6 @@ impl AlertsLakeConfig {
 
 pub struct AlertsLake {
     config: AlertsLakeConfig,
-    prefix: String,
     root: PathBuf,
     kafka: KafkaConfig,
     codec: Codec,
@@ -77,13 +72,7 @@ impl AlertsLake {
     /// Runs until `cancel`; what is buffered then is written before it returns.
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
         let mut written = written_offsets(&self.root)?;
-        let prefix = self.prefix.clone();
-        let topics = TopicWatch::start(
-            Cluster::new(&self.kafka)?,
-            TOPIC_REFRESH,
-            move |t| t.strip_prefix(&prefix).is_some_and(is_rule_topic),
-            cancel.clone(),
-        );
+        let topics = TopicWatch::alert_topics(&self.kafka, cancel.clone())?;
         let consumer = BatchConsumer::following(&self.kafka, &self.config.group_id, topics)?;
         let mut pending: Pending = BTreeMap::new();
         let mut positions = Positions::default();

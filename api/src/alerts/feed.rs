@@ -6,8 +6,7 @@
 //! the backlog and the live subscription are taken under the same lock the feed holds
 //! to append.
 
-use labstream_bus::{Cluster, KafkaConfig, Tail, TopicWatch};
-use labstream_schemas::alert_rule::is_rule_topic;
+use labstream_bus::{KafkaConfig, Tail, TopicWatch};
 use labstream_schemas::{AlertEvent, Codec, Timestamp};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -132,15 +131,8 @@ impl AlertFeed {
     pub async fn run(self, kafka: KafkaConfig, cancel: CancellationToken) -> Result<(), FeedError> {
         let tail = Tail::new(&kafka, "alert-feed")
             .map_err(|e| FeedError(format!("creating the consumer: {e}")))?;
-        let cluster = Cluster::new(&kafka)
+        let topics = TopicWatch::alert_topics(&kafka, cancel.clone())
             .map_err(|e| FeedError(format!("creating the metadata client: {e}")))?;
-        let prefix = format!("{}alerts.", self.inner.config.topic_prefix);
-        let topics = TopicWatch::start(
-            cluster,
-            TOPIC_REFRESH,
-            move |t| t.strip_prefix(&prefix).is_some_and(is_rule_topic),
-            cancel.clone(),
-        );
         let codec = Codec::new();
         let mut assigned: BTreeSet<String> = BTreeSet::new();
         let mut look = tokio::time::interval(TOPIC_REFRESH);

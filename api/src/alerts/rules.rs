@@ -99,14 +99,7 @@ enum Change {
 }
 
 fn unavailable(e: labstream_bus::StoreError<RuleError>) -> RuleError {
-    match e {
-        labstream_bus::StoreError::Refused(e) => e,
-        labstream_bus::StoreError::Unavailable(e) => RuleError::Unavailable(e.to_string()),
-        labstream_bus::StoreError::NotReadBack { waited } => RuleError::Unavailable(format!(
-            "the change is committed but could not be read back within {} s; read the rule again in a moment",
-            waited.as_secs()
-        )),
-    }
+    e.or_unavailable(RuleError::Unavailable)
 }
 
 impl RuleStore {

@@ -76,14 +76,7 @@ pub struct ExperimentStore {
 }
 
 fn unavailable(e: labstream_bus::StoreError<StoreError>) -> StoreError {
-    match e {
-        labstream_bus::StoreError::Refused(e) => e,
-        labstream_bus::StoreError::Unavailable(e) => StoreError::Unavailable(e.to_string()),
-        labstream_bus::StoreError::NotReadBack { waited } => StoreError::Unavailable(format!(
-            "the event is committed but could not be read back within {} s; read it again in a moment",
-            waited.as_secs()
-        )),
-    }
+    e.or_unavailable(StoreError::Unavailable)
 }
 
 impl ExperimentStore {

@@ -8,17 +8,13 @@
 
 use crate::error::{Error, Result};
 use labstream_bus::{
-    BatchConsumer, Cluster, KafkaConfig, LogReader, Positions, Producer, TopicCatalog, TopicWatch,
+    BatchConsumer, KafkaConfig, LogReader, Positions, Producer, TopicCatalog, TopicWatch,
 };
-use labstream_schemas::alert_rule::is_rule_topic;
 use labstream_schemas::{AlertEvent, AlertStatus, Codec, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// How often the alert topics are listed to follow new ones.
-const TOPIC_REFRESH: Duration = Duration::from_secs(2);
 
 /// The body a target receives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,7 +153,6 @@ impl WebhooksConfig {
             .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
         Ok(Webhooks {
             config: self.clone(),
-            prefix: format!("{}alerts.", kafka.topic_prefix),
             deliveries,
             delivered,
             producer: Producer::new(kafka)?,
@@ -170,7 +165,6 @@ impl WebhooksConfig {
 
 pub struct Webhooks {
     config: WebhooksConfig,
-    prefix: String,
     deliveries: String,
     /// `target/event_id` of what was delivered.
     delivered: HashSet<String>,
@@ -191,13 +185,7 @@ impl Webhooks {
     /// Delivers until `cancel`; the event in progress is not committed, so it is
     /// delivered after a restart unless its delivery was recorded.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
-        let prefix = self.prefix.clone();
-        let topics = TopicWatch::start(
-            Cluster::new(&self.kafka)?,
-            TOPIC_REFRESH,
-            move |t| t.strip_prefix(&prefix).is_some_and(is_rule_topic),
-            cancel.clone(),
-        );
+        let topics = TopicWatch::alert_topics(&self.kafka, cancel.clone())?;
         let consumer = BatchConsumer::following(&self.kafka, &self.config.group_id, topics)?;
         tracing::info!(
             targets = self.config.targets.len(),

@@ -3,9 +3,15 @@
 //! changed machine states (`alerts.state`) and the batch's consumer offsets in ONE
 //! Kafka transaction. After a crash the committed state and offsets agree, so the
 //! batch is evaluated again from the same state: no transition is repeated or lost.
-//! Rules are read from `alerts.rules` by a background task and apply without restart.
+//! Rules are read from `alerts.rules` by a background task and apply without restart
+//! (rules.rs); the machines' state and the transaction are in state.rs.
 
-use crate::alerts::machine::{self, Input, MachineState, Transition};
+mod rules;
+mod state;
+
+use state::record_outputs;
+
+use crate::alerts::machine::{self, Input, MachineState};
 use crate::alerts::ownership::partition_for_key;
 use crate::alerts::rule::Rule;
 use crate::error::{Error, Result};
@@ -13,10 +19,7 @@ use labstream_bus::{
     BatchConsumer, Cluster, KafkaConfig, LogReader, Positions, Record, TopicCatalog,
     TransactionalProducer,
 };
-use labstream_schemas::{
-    AlertRule, AlertState, Codec, Registry, RuleId, Sample, SensorId, SensorType, Timestamp,
-    Topics, alert_key,
-};
+use labstream_schemas::{Codec, Registry, RuleId, Sample, SensorId, SensorType, Timestamp, Topics};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -517,274 +520,6 @@ impl AlertsProcessor {
             sensor_id.as_str().as_bytes(),
             self.samples_partitions,
         ))
-    }
-
-    /// Applies records of `alerts.rules`: new, changed and deleted rules.
-    async fn apply_rule_records(&mut self, records: Vec<Record>) {
-        for record in records {
-            let Some(key) = record.key.as_deref().map(String::from_utf8_lossy) else {
-                tracing::warn!(
-                    offset = record.offset,
-                    "alerts: a rule without key is ignored"
-                );
-                continue;
-            };
-            let rule_id = RuleId::new(key.into_owned());
-            match record.payload.as_deref() {
-                None | Some([]) => {
-                    if let Some(old) = self.rules.remove(&rule_id) {
-                        tracing::info!(rule = %rule_id, "alert rule deleted");
-                        self.retire(&old, |_| true);
-                    }
-                }
-                Some(bytes) => {
-                    let compiled = self
-                        .codec
-                        .decode::<AlertRule>(bytes)
-                        .map_err(|source| Error::UndecodableRule {
-                            rule_id: rule_id.to_string(),
-                            source,
-                        })
-                        .and_then(|wire| {
-                            if wire.rule_id != rule_id {
-                                return Err(Error::invalid_rule(
-                                    rule_id.as_str(),
-                                    format!("its record says rule_id {:?}", wire.rule_id.as_str()),
-                                ));
-                            }
-                            Rule::compile(&wire, self.registry.as_ref())
-                        });
-                    match compiled {
-                        Ok(rule) => self.install(rule).await,
-                        Err(e) => {
-                            // The API refuses such rules; one that got in anyway keeps
-                            // its previous version running rather than silently none.
-                            tracing::error!(error = %e, "alerts: rule not applied");
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    async fn install(&mut self, rule: Rule) {
-        let spec = self.catalog.alerts_topic(&rule.topic);
-        let topic = spec.name.clone();
-        if !self.ensured_topics.contains(&topic) {
-            match labstream_bus::ensure_topics(&self.kafka, &[spec]).await {
-                Ok(()) => {
-                    self.ensured_topics.insert(topic);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, topic, "alerts: creating the alert topic failed; the transaction will retry")
-                }
-            }
-        }
-        let old = self.rules.insert(rule.id.clone(), rule.clone());
-        tracing::info!(rule = %rule.id, revision = rule.revision, enabled = rule.enabled, "alert rule applied");
-        if let Some(old) = old {
-            if !rule.enabled {
-                self.retire(&old, |_| true);
-            } else {
-                let new = rule.clone();
-                // Sensors the rule no longer watches resolve; the others carry on.
-                self.retire(&old, |(sensor_type, sensor_id)| {
-                    !new.watches(sensor_type, sensor_id)
-                });
-                for ((rule_id, sensor_id), pair) in &mut self.machines {
-                    if *rule_id != rule.id {
-                        continue;
-                    }
-                    let next = pair.state.after_rule_change(&old, &rule);
-                    if next != pair.state {
-                        pair.state = next;
-                        record_outputs(
-                            &self.codec,
-                            &self.topics,
-                            &rule,
-                            sensor_id,
-                            pair,
-                            &[],
-                            &mut self.carry,
-                        );
-                    }
-                }
-            }
-        }
-        self.ensure_expected(&rule);
-    }
-
-    /// Creates the machines of an absent rule's listed sensors this member owns, so a
-    /// sensor that never reports still fires.
-    fn ensure_expected(&mut self, rule: &Rule) {
-        if !rule.is_absent() || !rule.enabled {
-            return;
-        }
-        let since = self.event_time_now();
-        for sensor_id in &rule.sensor_ids {
-            if !self.owns(sensor_id) {
-                continue;
-            }
-            let key = (rule.id.clone(), sensor_id.clone());
-            if self.machines.contains_key(&key) {
-                continue;
-            }
-            let pair = Pair {
-                sensor_type: rule.sensor_type.clone(),
-                state: MachineState::new(since),
-            };
-            record_outputs(
-                &self.codec,
-                &self.topics,
-                rule,
-                sensor_id,
-                &pair,
-                &[],
-                &mut self.carry,
-            );
-            self.machines.insert(key, pair);
-        }
-    }
-
-    /// Resolves and forgets the machines of `rule` whose (sensor type, sensor) `drop` selects.
-    fn retire(&mut self, rule: &Rule, drop: impl Fn((&SensorType, &SensorId)) -> bool) {
-        let at = self.event_time_now();
-        let keys: Vec<PairKey> = self
-            .machines
-            .iter()
-            .filter(|((r, s), p)| *r == rule.id && drop((&p.sensor_type, s)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            let Some(mut pair) = self.machines.remove(&key) else {
-                continue;
-            };
-            if !self.owns(&key.1) {
-                continue;
-            }
-            let (next, transition) = machine::retire(&pair.state, at);
-            if next == pair.state {
-                continue;
-            }
-            pair.state = next;
-            let transitions: Vec<Transition> = transition.into_iter().collect();
-            record_outputs(
-                &self.codec,
-                &self.topics,
-                rule,
-                &key.1,
-                &pair,
-                &transitions,
-                &mut self.carry,
-            );
-        }
-    }
-
-    /// Replaces the in-memory machines by the committed ones in `alerts.state`.
-    async fn reload_states(&mut self) -> Result<()> {
-        let reader = LogReader::new(&self.kafka, &self.topics.alerts_state()).await?;
-        let records = reader.read_to_end(READ_TIMEOUT).await?;
-        let mut machines = HashMap::new();
-        for record in records {
-            let Some(key) = record.key.as_deref() else {
-                continue;
-            };
-            let Some(bytes) = record.payload.as_deref().filter(|b| !b.is_empty()) else {
-                if let Some((r, s)) = std::str::from_utf8(key)
-                    .ok()
-                    .and_then(|k| k.split_once('/'))
-                {
-                    machines.remove(&(RuleId::new(r), SensorId::new(s)));
-                }
-                continue;
-            };
-            let restored = self
-                .codec
-                .decode::<AlertState>(bytes)
-                .map_err(|e| Error::BadState {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    detail: e.to_string(),
-                })
-                .and_then(|r| Ok((MachineState::from_record(&r)?, r)));
-            match restored {
-                Ok((state, record)) => {
-                    machines.insert(
-                        (record.rule_id, record.sensor_id),
-                        Pair {
-                            sensor_type: record.sensor_type,
-                            state,
-                        },
-                    );
-                }
-                Err(e) => tracing::error!(error = %e, "alerts: a state record is skipped"),
-            }
-        }
-        machines.retain(|(rule_id, _), _| self.rules.contains_key(rule_id));
-        tracing::info!(machines = machines.len(), "alerts: state restored");
-        self.machines = machines;
-        let rules: Vec<Rule> = self.rules.values().cloned().collect();
-        for rule in &rules {
-            self.ensure_expected(rule);
-        }
-        Ok(())
-    }
-
-    /// After a failed transaction: back to the committed offsets and state.
-    async fn recover(&mut self) -> Result<()> {
-        self.consumer.rewind_to_committed(READ_TIMEOUT).await?;
-        self.reload_states().await
-    }
-
-    async fn transact(&self, outbox: Outbox, positions: Positions) -> Result<()> {
-        let producer = self.producer.clone();
-        let consumer = self.consumer.clone();
-        let state_topic = self.topics.alerts_state();
-        tokio::task::spawn_blocking(move || -> labstream_bus::Result<()> {
-            producer.transact(|p| {
-                for (topic, key, payload) in &outbox.events {
-                    p.send(topic, key.as_bytes(), payload)?;
-                }
-                for (key, payload) in &outbox.states {
-                    p.send(&state_topic, key.as_bytes(), payload)?;
-                }
-                p.commit(&positions, &consumer)
-            })
-        })
-        .await
-        .map_err(|e| Error::Config(format!("transaction task failed: {e}")))?
-        .map_err(Error::Kafka)
-    }
-}
-
-/// Queues `transitions` as events and the pair's state as its latest record.
-fn record_outputs(
-    codec: &Codec,
-    topics: &Topics,
-    rule: &Rule,
-    sensor_id: &SensorId,
-    pair: &Pair,
-    transitions: &[Transition],
-    outbox: &mut Outbox,
-) {
-    let key = alert_key(&rule.id, sensor_id);
-    let now = Timestamp::now();
-    for tr in transitions {
-        let event = tr.to_event(rule, sensor_id, &pair.sensor_type, now);
-        match codec.encode(&event) {
-            Ok(bytes) => {
-                tracing::info!(rule = %rule.id, sensor = %sensor_id, status = %tr.status, sequence = tr.sequence, ts = %tr.ts, "alert transition");
-                outbox
-                    .events
-                    .push((topics.alerts_topic(&rule.topic), key.clone(), bytes));
-            }
-            Err(e) => tracing::error!(error = %e, "alerts: encoding an event failed"),
-        }
-    }
-    match codec.encode(&pair.state.to_record(rule, sensor_id, &pair.sensor_type)) {
-        Ok(bytes) => {
-            outbox.states.insert(key, bytes);
-        }
-        Err(e) => tracing::error!(error = %e, "alerts: encoding a state failed"),
     }
 }
 
